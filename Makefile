@@ -1,0 +1,37 @@
+# ionscale: `make demo` and `make test` work on a fresh Debian 12 machine.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+NP ?= 2
+# OpenMPI refuses root and more ranks than cores unless told (containers, CI)
+export OMPI_ALLOW_RUN_AS_ROOT := 1
+export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM := 1
+export OMPI_MCA_rmaps_base_oversubscribe := 1
+export OMPI_MCA_btl_vader_single_copy_mechanism := none
+MPIRUN ?= mpirun --oversubscribe
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test test-serial test-mpi bench clean
+
+setup:
+	@bash scripts/setup.sh
+
+demo: setup
+	$(MPIRUN) -n $(NP) $(VENV)/bin/ionscale run inputs/tortuosity.yaml --output results/demo
+
+test: setup
+	$(MAKE) --no-print-directory test-serial test-mpi
+
+test-serial:
+	$(PY) -m pytest -q $(PYTEST_ARGS) tests
+
+# the same test bodies (marked mpi) on 2 ranks; rank 1 stays quiet unless it fails
+test-mpi:
+	$(MPIRUN) -n 2 $(PY) -m pytest -q -m mpi -p no:cacheprovider $(PYTEST_ARGS) tests
+
+bench: setup
+	@IONSCALE_EXTRAS=dev,atomistic,bench bash scripts/setup.sh
+	@for b in scripts/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf results bench_out .pytest_cache
