@@ -25,19 +25,19 @@ def _parser():
                    help="reuse finished stages of the earlier results file whose inputs are unchanged")
     r.add_argument("-v", "--verbose", action="count", default=0)
     r.add_argument("--quiet", action="store_true", help="do not print the summary table")
-    r.add_argument("--traceback", action="store_true", help=argparse.SUPPRESS)
+    r.add_argument("--traceback", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
     v = sub.add_parser("validate", help="check a deck without running it")
     v.add_argument("deck")
     v.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE")
-    v.add_argument("--traceback", action="store_true", help=argparse.SUPPRESS)
+    v.add_argument("--traceback", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
     d = sub.add_parser("describe", help="list stage types, or one type's parameters and outputs")
     d.add_argument("type", nargs="?")
-    d.add_argument("--traceback", action="store_true", help=argparse.SUPPRESS)
+    d.add_argument("--traceback", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
     i = sub.add_parser("info", help="versions of ionscale, Python, PETSc, MPI, torch, numba; ranks; GPU")
-    i.add_argument("--traceback", action="store_true", help=argparse.SUPPRESS)
+    i.add_argument("--traceback", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return p
 
 

@@ -58,8 +58,9 @@ _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _Lin
 
 def load_yaml(text: str, filename: str = "deck"):
     """Parse YAML text safely; returns (tree, duplicate keys [(key, line)])."""
-    loader = _LineLoader(text)
+    loader = None
     try:
+        loader = _LineLoader(text)
         tree = loader.get_single_data()
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
@@ -69,7 +70,8 @@ def load_yaml(text: str, filename: str = "deck"):
     except RecursionError:
         raise DeckError([DeckProblem("", "YAML nesting too deep", None, filename)]) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return tree, loader.duplicates
 
 
@@ -179,6 +181,24 @@ def _validate_block(block, spec: dict[str, Param], path: str, ctx, problems, fil
     return out
 
 
+def _find_key_path(tree, key, line, prefix=""):
+    """YAML path of ``key`` defined at ``line`` (the later of two duplicates)."""
+    if isinstance(tree, LineDict):
+        for k, v in tree.items():
+            path = f"{prefix}.{k}" if prefix else str(k)
+            if k == key and tree.key_lines.get(k) == line:
+                return path
+            found = _find_key_path(v, key, line, path)
+            if found:
+                return found
+    elif isinstance(tree, list):
+        for i, v in enumerate(tree):
+            found = _find_key_path(v, key, line, f"{prefix}[{i}]")
+            if found:
+                return found
+    return None
+
+
 def _strip_lines(obj):
     if isinstance(obj, dict):
         return {k: _strip_lines(v) for k, v in obj.items()}
@@ -189,9 +209,9 @@ def _strip_lines(obj):
 
 def build_plan(tree, *, filename="deck", base_dir=".", deck_text="", overrides=(), check_files=True,
                duplicates=(), default_name="run") -> Plan:
-    problems: list[DeckProblem] = [DeckProblem(f"{k}", f"duplicate key '{k}' (first defined earlier; "
-                                               f"stage names and keys must be unique)", ln, filename)
-                                   for k, ln in duplicates]
+    problems: list[DeckProblem] = [DeckProblem(_find_key_path(tree, k, ln) or k,
+                                               f"duplicate key '{k}' (defined twice; stage names and keys "
+                                               f"must be unique)", ln, filename) for k, ln in duplicates]
     if not isinstance(tree, dict):
         raise DeckError(problems + [DeckProblem("", "a deck is a mapping with 'run:' and 'stages:' blocks",
                                                 None, filename)])

@@ -17,8 +17,20 @@ import petsc4py  # noqa: E402
 petsc4py.init([sys.argv[0]])
 from mpi4py import MPI  # noqa: E402
 
-if MPI.COMM_WORLD.size > 1 and MPI.COMM_WORLD.rank > 0:
-    sys.stdout = open(os.devnull, "w")
+RANK, SIZE = MPI.COMM_WORLD.rank, MPI.COMM_WORLD.size
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config):
+    if SIZE > 1 and RANK > 0:  # one report per run: rank 0's; other ranks speak only on failure
+        reporter = config.pluginmanager.getplugin("terminalreporter")
+        if reporter is not None:
+            config.pluginmanager.unregister(reporter)
+
+
+def pytest_runtest_logreport(report):
+    if SIZE > 1 and RANK > 0 and report.failed:
+        sys.stderr.write(f"[rank {RANK}] FAILED {report.nodeid} ({report.when})\n{report.longreprtext}\n")
 
 
 @pytest.fixture

@@ -57,6 +57,8 @@ def read_volume(path: str, dataset: str | None = None) -> np.ndarray:
     except Exception as e:  # truncated or foreign files raise many different things
         raise InputDataError(f"{path}: cannot read image ({type(e).__name__}: {e})") from None
     arr = np.asarray(arr)
+    if arr.size == 0:
+        raise InputDataError(f"{path}: cannot read image (no voxel data: empty or truncated file)")
     if arr.ndim == 2:
         arr = arr[:, :, None]
     if arr.ndim != 3:

@@ -23,6 +23,12 @@ def overlapping_spheres(shape, radius: float, porosity: float, seed: int = 0) ->
     centres = np.floor(rng.random((n_centres, 3)) * np.array(shape)).astype(np.int64)
     seeds = np.ones(shape, dtype=bool)
     seeds[centres[:, 0], centres[:, 1], centres[:, 2]] = False
-    dist = ndimage.distance_transform_edt(seeds).astype(np.float32)
-    threshold = np.quantile(dist, 1.0 - porosity)
-    return dist <= threshold
+    dist = ndimage.distance_transform_edt(seeds).ravel()
+    # exact pore count: the n_solid voxels nearest to a centre are solid; ties on the
+    # discrete distance shell are broken at random (jitter far below the shell spacing)
+    dist += rng.random(dist.size) * 1e-3
+    n_solid = int(round((1.0 - porosity) * n_vox))
+    solid = np.zeros(n_vox, dtype=bool)
+    if n_solid:
+        solid[np.argpartition(dist, n_solid - 1)[:n_solid]] = True
+    return solid.reshape(shape)

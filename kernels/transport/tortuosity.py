@@ -4,14 +4,21 @@ Cell-centred finite volumes on a PETSc DMDA (distributed over the ranks of
 ``comm``). Concentration 1 and 0 are imposed *at the faces* of the first and last
 voxel layer normal to the solve direction (half-cell conductance 2 D/h), all
 other faces are no-flux, so a straight channel gives tau = 1 exactly. Face
-conductances between voxels are harmonic means of the voxel diffusivities.
+conductances between voxels are harmonic means of the voxel diffusivities,
+g_pq = 2 D_p D_q / (D_p + D_q) * A_face / h.
 
-The matrix is assembled row-block by row-block with numpy (no per-voxel Python
-loops) directly in CSR form; voxels outside the percolating cluster keep an
-identity row, so they neither make the operator singular nor carry flux.
+The matrix is assembled in chunks of voxel planes with numpy (no per-voxel Python
+loops) directly in CSR form, so no full-grid (n, 7) temporaries exist; voxels
+outside the percolating cluster keep an identity row, so they neither make the
+operator singular nor carry flux.
 
-tau follows TauFactor's definition D_eff = mean(D) / tau, i.e. for one phase of
-diffusivity 1, D_eff = eps / tau with eps the phase volume fraction.
+tau follows TauFactor's (multi-phase) definition D_eff = mean(D) / tau, i.e. for
+one phase of diffusivity 1, D_eff = eps / tau with eps the phase volume fraction.
+
+Stopping rule: the Krylov solve stops at ``rtol`` (relative residual); then the
+inlet and outlet fluxes must agree to ``flux_tol`` (|J_in - J_out| / J); if they do
+not, the solve is continued from the current iterate with a 100x tighter rtol.
+Both numbers are reported.
 """
 from __future__ import annotations
 
@@ -30,8 +37,12 @@ log = logging.getLogger("ionscale")
 
 AXES = {"x": 0, "y": 1, "z": 2}
 
-#: default solver: CG + algebraic multigrid (overridable through petsc options)
-DEFAULT_SOLVER = {"ksp_type": "cg", "pc_type": "gamg"}
+#: default solver, chosen by measurement (docs/bench_transport.md); ``petsc:`` options override it.
+#: "mg" is geometric multigrid on the DMDA hierarchy with Galerkin coarse operators.
+DEFAULT_SOLVER = {"ksp_type": "cg", "pc_type": "hypre"}
+
+#: voxels per assembly chunk (bounds the numpy temporaries, ~100 bytes each)
+CHUNK_VOXELS = 1 << 20
 
 
 @dataclass
@@ -49,36 +60,67 @@ class DirectionResult:
     solve_time_s: float
     converged_reason: str = ""
     field: np.ndarray | None = field(default=None, repr=False)  # concentration (rank 0, full grid)
+    relative_residual: float = 0.0  # ||b - A x|| / ||b|| at the end
+    profile: np.ndarray | None = field(default=None, repr=False)  # tau(x) along the solve axis
+    setup_time_s: float = 0.0       # assembly + preconditioner setup
 
 
-def _natural_index(shape, starts, box):
-    n0, n1, n2 = shape
-    i0 = np.arange(starts[0], starts[0] + box[0], dtype=np.int64)[:, None, None]
-    i1 = np.arange(starts[1], starts[1] + box[1], dtype=np.int64)[None, :, None]
-    i2 = np.arange(starts[2], starts[2] + box[2], dtype=np.int64)[None, None, :]
-    return (i0 * n1 + i1) * n2 + i2, (i0, i1, i2)
+class VoxelDiffusivity:
+    """Read-only view of voxel diffusivities D = lut[labels] without a float64 full-grid copy.
+
+    Any object with ``shape`` and ``block(slices) -> float64 array`` may be passed
+    to the assembly; plain arrays are wrapped by :func:`as_diffusivity`."""
+
+    def __init__(self, labels: np.ndarray, lut: np.ndarray):
+        self.labels = labels
+        self.lut = np.asarray(lut, dtype=np.float64)
+        self.shape = labels.shape
+
+    def block(self, sl) -> np.ndarray:
+        return self.lut[self.labels[sl]]
+
+    def positive(self) -> np.ndarray:
+        return (self.lut > 0)[self.labels]
+
+    def mean(self) -> float:
+        counts = np.bincount(self.labels.ravel(), minlength=len(self.lut))
+        return float(np.dot(counts[:len(self.lut)], self.lut) / self.labels.size)
 
 
-def _ghosted_block(D, starts, box):
-    """D on the local box plus one layer each side (zero outside the domain = no flux)."""
-    g = np.zeros(tuple(b + 2 for b in box), dtype=np.float64)
-    src, dst = [], []
-    for a in range(3):
-        lo = max(starts[a] - 1, 0)
-        hi = min(starts[a] + box[a] + 1, D.shape[a])
-        src.append(slice(lo, hi))
-        dst.append(slice(lo - (starts[a] - 1), hi - (starts[a] - 1)))
-    g[tuple(dst)] = D[tuple(src)]
-    return g
+class _ArrayDiffusivity:
+    def __init__(self, D: np.ndarray):
+        self.D = D
+        self.shape = D.shape
+
+    def block(self, sl) -> np.ndarray:
+        return np.asarray(self.D[sl], dtype=np.float64)
+
+    def positive(self) -> np.ndarray:
+        return self.D > 0
+
+    def mean(self) -> float:
+        return float(self.D.mean(dtype=np.float64))
 
 
-def create_dmda(shape, comm):
+def as_diffusivity(D):
+    if isinstance(D, (VoxelDiffusivity, _ArrayDiffusivity)):
+        return D
+    D = np.asarray(D)
+    if D.ndim != 3:
+        raise ValueError(f"expected a 3D array, got shape {D.shape}")
+    if np.any(D < 0):
+        raise ValueError("voxel diffusivities must be >= 0")
+    return _ArrayDiffusivity(D)
+
+
+def create_dmda(shape, comm, periodic=False):
     """DMDA whose x is numpy axis 2, so a local box flattened in C order is PETSc's
     local ordering."""
     from petsc4py import PETSc
 
     n0, n1, n2 = (int(s) for s in shape)
-    return PETSc.DMDA().create(dim=3, sizes=(n2, n1, n0), dof=1, stencil_width=1,
+    bt = PETSc.DM.BoundaryType.PERIODIC if periodic else PETSc.DM.BoundaryType.NONE
+    return PETSc.DMDA().create(dim=3, sizes=(n2, n1, n0), dof=1, stencil_width=1, boundary_type=(bt, bt, bt),
                                stencil_type=PETSc.DMDA.StencilType.STAR, comm=comm)
 
 
@@ -87,65 +129,151 @@ def local_box(da):
     return (zs, ys, xs), (ze - zs, ye - ys, xe - xs)
 
 
-def assemble(D: np.ndarray, axis: int, da, spacing=(1.0, 1.0, 1.0), c_in=1.0, c_out=0.0):
-    """Operator and right-hand side of the Dirichlet-face diffusion problem along ``axis``.
-
-    ``D`` (full grid, every rank) is the voxel diffusivity with zeros where no
-    transport happens. Returns (A, b) on ``da``'s communicator and the per-voxel
-    boundary conductance arrays used for the flux balance."""
-    from petsc4py import PETSc
-
-    shape = D.shape
-    starts, box = local_box(da)
-    nloc = int(np.prod(box))
-    natural, idx = _natural_index(shape, starts, box)
-    g = _ghosted_block(D, starts, box)
-    inner = (slice(1, -1),) * 3
-    Dp = g[inner]
+def face_weights(spacing):
+    """Face area / centre distance for faces normal to each axis."""
     h = np.asarray(spacing, dtype=np.float64)
-    weight = np.array([h[1] * h[2] / h[0], h[0] * h[2] / h[1], h[0] * h[1] / h[2]])  # area / length
-    strides = (shape[1] * shape[2], shape[2], 1)
+    return np.array([h[1] * h[2] / h[0], h[0] * h[2] / h[1], h[0] * h[1] / h[2]])
 
-    cols = np.empty((nloc, 7), dtype=np.int64)
-    vals = np.zeros((nloc, 7), dtype=np.float64)
-    diag = np.zeros(box, dtype=np.float64)
-    slot = 0
+
+def ghosted_block(Dv, spanning, starts, box, periodic=False):
+    """D (zeroed outside ``spanning``) on a box plus one layer each side.
+    Outside the domain: zero (no flux) or, if periodic, the wrapped voxels."""
+    shape = Dv.shape
+    if periodic:
+        idx = [np.arange(starts[a] - 1, starts[a] + box[a] + 1) % shape[a] for a in range(3)]
+        sl = np.ix_(*idx)
+        g = Dv.block(sl)
+        if spanning is not None:
+            g = g * spanning[sl]
+        return g
+    g = np.zeros(tuple(b + 2 for b in box), dtype=np.float64)
+    src, dst = [], []
+    for a in range(3):
+        lo = max(starts[a] - 1, 0)
+        hi = min(starts[a] + box[a] + 1, shape[a])
+        src.append(slice(lo, hi))
+        dst.append(slice(lo - (starts[a] - 1), hi - (starts[a] - 1)))
+    src, dst = tuple(src), tuple(dst)
+    g[dst] = Dv.block(src)
+    if spanning is not None:
+        g[dst] *= spanning[src]
+    return g
+
+
+def _harmonic(a, b):
+    prod = a * b
+    return np.divide(2.0 * prod, a + b, out=np.zeros_like(prod), where=prod > 0)
+
+
+def _chunks(starts, box):
+    """Split the local box into slabs of whole axis-0 planes of <= CHUNK_VOXELS voxels."""
+    plane = box[1] * box[2]
+    step = max(1, CHUNK_VOXELS // max(plane, 1))
+    for i in range(0, box[0], step):
+        n = min(step, box[0] - i)
+        yield (starts[0] + i, starts[1], starts[2]), (n, box[1], box[2]), i
+
+
+def _chunk_rows(Dv, spanning, cs, cb, starts, box, shape, weight, axis, periodic):
+    """CSR rows of one chunk in natural numbering: (indptr, cols, vals, in_box, bc_in, bc_out).
+
+    ``in_box`` flags entries whose column lies inside the local box (PETSc's
+    diagonal block), for exact preallocation."""
+    g = ghosted_block(Dv, spanning, cs, cb, periodic)
+    Dp = g[1:-1, 1:-1, 1:-1]
+    n = int(np.prod(cb))
+    it = np.int64
+    ii = (np.arange(cs[0], cs[0] + cb[0], dtype=it)[:, None, None],
+          np.arange(cs[1], cs[1] + cb[1], dtype=it)[None, :, None],
+          np.arange(cs[2], cs[2] + cb[2], dtype=it)[None, None, :])
+    conds, nbs = [], []
+    diag = np.zeros(cb)
     for a in range(3):
         for sign in (-1, 1):
             sl = [slice(1, -1)] * 3
             sl[a] = slice(1 + sign, g.shape[a] - 1 + sign)
-            Dq = g[tuple(sl)]
-            prod = Dp * Dq
-            cond = np.divide(2.0 * prod, Dp + Dq, out=np.zeros_like(prod), where=prod > 0) * weight[a]
+            cond = _harmonic(Dp, g[tuple(sl)]) * weight[a]
             diag += cond
-            vals[:, slot] = -cond.ravel()
-            cols[:, slot] = (natural + sign * strides[a]).ravel()
-            slot += 1
-    # Dirichlet conditions at the two faces normal to `axis` (half-cell distance)
-    bc_in = np.zeros(box)
-    bc_out = np.zeros(box)
-    first = idx[axis] == 0
-    last = idx[axis] == shape[axis] - 1
-    bc_in = np.where(np.broadcast_to(first, box), 2.0 * Dp * weight[axis], 0.0)
-    bc_out = np.where(np.broadcast_to(last, box), 2.0 * Dp * weight[axis], 0.0)
-    diag += bc_in + bc_out
-    inactive = diag == 0.0
-    diag[inactive] = 1.0  # decoupled voxel: identity row, zero right-hand side
-    vals[:, 6] = diag.ravel()
-    cols[:, 6] = natural.ravel()
-    rhs = (bc_in * c_in + bc_out * c_out).ravel()
+            conds.append(cond)
+            nb = list(ii)
+            nb[a] = (ii[a] + sign) % shape[a] if periodic else ii[a] + sign
+            nbs.append((a, nb))
+    bi = bo = None
+    if axis is not None:
+        bi = np.where(np.broadcast_to(ii[axis] == 0, cb), 2.0 * Dp * weight[axis], 0.0)
+        bo = np.where(np.broadcast_to(ii[axis] == shape[axis] - 1, cb), 2.0 * Dp * weight[axis], 0.0)
+        diag += bi + bo
+    diag[diag == 0.0] = 1.0  # decoupled voxel: identity row, zero right-hand side
+    keep = np.empty((n, 6), dtype=bool)
+    for s, c in enumerate(conds):
+        keep[:, s] = c.ravel() > 0
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(keep.sum(axis=1) + 1, out=indptr[1:])
+    nnz = int(indptr[-1])
+    cols = np.empty(nnz, dtype=it)
+    vals = np.empty(nnz)
+    in_box = np.ones(nnz, dtype=bool)
+    pos = indptr[:-1].copy()
+    cols[pos] = ((ii[0] * shape[1] + ii[1]) * shape[2] + ii[2]).ravel()
+    vals[pos] = diag.ravel()
+    pos += 1
+    for s, (a, nb) in enumerate(nbs):
+        m = keep[:, s]
+        dest = pos[m]
+        cols[dest] = np.broadcast_to((nb[0] * shape[1] + nb[1]) * shape[2] + nb[2], cb).ravel()[m]
+        vals[dest] = -conds[s].ravel()[m]
+        inside = (nb[a] >= starts[a]) & (nb[a] < starts[a] + box[a])
+        in_box[dest] = np.broadcast_to(inside, cb).ravel()[m]
+        pos[m] += 1
+    return indptr, cols, vals, in_box, bi, bo
 
-    keep = vals != 0.0
-    counts = keep.sum(axis=1)
-    indptr = np.zeros(nloc + 1, dtype=np.int64)
-    np.cumsum(counts, out=indptr[1:])
-    ao = da.getAO()
-    petsc_cols = ao.app2petsc(cols[keep].astype(PETSc.IntType))
+
+def assemble(D, axis, da, spacing=(1.0, 1.0, 1.0), c_in=1.0, c_out=0.0, spanning=None, periodic=False):
+    """Operator and right-hand side of the diffusion problem on ``da``.
+
+    ``D``: voxel diffusivities (array or :class:`VoxelDiffusivity`, full grid, every
+    rank); ``spanning``: optional mask of the voxels that take part (others get
+    identity rows). Dirichlet faces normal to ``axis`` (``axis=None``: none, e.g.
+    for periodic cell problems). Returns (A, b, bc_in, bc_out) where bc_* are the
+    local boundary conductances used for the flux balance (None without axis).
+    Peak numpy memory is bounded by the chunk size; the matrix is preallocated
+    exactly (two passes), so PETSc holds ~12 bytes per nonzero."""
+    from petsc4py import PETSc
+
+    Dv = as_diffusivity(D)
+    shape = Dv.shape
+    starts, box = local_box(da)
+    nloc = int(np.prod(box))
+    plane = box[1] * box[2]
+    weight = face_weights(spacing)
     N = int(np.prod(shape))
     comm = da.getComm()
-    A = PETSc.Mat().createAIJ(size=((nloc, N), (nloc, N)),
-                              csr=(indptr.astype(PETSc.IntType), np.asarray(petsc_cols, dtype=PETSc.IntType),
-                                   vals[keep]), comm=comm)
+    ao = da.getAO()
+    # pass 1: exact per-row counts of the diagonal / off-diagonal blocks
+    d_nnz = np.empty(nloc, dtype=PETSc.IntType)
+    o_nnz = np.empty(nloc, dtype=PETSc.IntType)
+    for cs, cb, off in _chunks(starts, box):
+        indptr, _, _, in_box, _, _ = _chunk_rows(Dv, spanning, cs, cb, starts, box, shape, weight, axis, periodic)
+        inside = np.add.reduceat(in_box.astype(np.int64), indptr[:-1])
+        rows = slice(off * plane, off * plane + len(indptr) - 1)
+        d_nnz[rows] = inside
+        o_nnz[rows] = np.diff(indptr) - inside
+    A = PETSc.Mat().createAIJ(size=((nloc, N), (nloc, N)), nnz=(d_nnz, o_nnz), comm=comm)
+    del d_nnz, o_nnz
+    row0 = A.getOwnershipRange()[0]
+    bc_in = np.zeros(box) if axis is not None else None
+    bc_out = np.zeros(box) if axis is not None else None
+    rhs = np.zeros(nloc)
+    for cs, cb, off in _chunks(starts, box):
+        indptr, cols, vals, _, bi, bo = _chunk_rows(Dv, spanning, cs, cb, starts, box, shape, weight, axis, periodic)
+        n = len(indptr) - 1
+        if axis is not None:
+            bc_in[off:off + cb[0]] = bi
+            bc_out[off:off + cb[0]] = bo
+            rhs[off * plane: off * plane + n] = (bi * c_in + bo * c_out).ravel()
+        petsc_cols = np.asarray(ao.app2petsc(cols.astype(PETSc.IntType)), dtype=PETSc.IntType)
+        rowmap = np.arange(row0 + off * plane, row0 + off * plane + n, dtype=PETSc.IntType)
+        A.setValuesIJV(indptr.astype(PETSc.IntType), petsc_cols, vals, rowmap=rowmap)
     A.assemble()
     A.setOption(PETSc.Mat.Option.SYMMETRIC, True)
     A.setOption(PETSc.Mat.Option.SPD, True)
@@ -154,60 +282,160 @@ def assemble(D: np.ndarray, axis: int, da, spacing=(1.0, 1.0, 1.0), c_in=1.0, c_
     return A, b, bc_in, bc_out
 
 
-def solve_direction(D: np.ndarray, axis: int, comm, *, spacing=(1.0, 1.0, 1.0), rtol=1e-8,
+def mg_levels(shape, comm_size=1, coarsest=8):
+    """Levels of a DMDA multigrid hierarchy: halve while every axis keeps >= ``coarsest`` cells."""
+    levels, s = 1, np.array(shape)
+    while np.all(s // 2 >= coarsest) and levels < 8:
+        s = s // 2
+        levels += 1
+    return levels
+
+
+def make_solver(A, da, rtol, petsc_options, prefix, max_it=10000, solver=None):
+    """CG + preconditioner on ``A``'s communicator; ``solver``: 'hypre', 'gamg' or 'mg' (DMDA
+    geometric multigrid with Galerkin coarse operators), default :data:`DEFAULT_SOLVER`;
+    ``petsc_options`` (scoped under ``prefix``) override everything."""
+    from petsc4py import PETSc
+
+    ksp = PETSc.KSP().create(comm=A.getComm())
+    ksp.setOperators(A)
+    ksp.setType(DEFAULT_SOLVER["ksp_type"])
+    pc_type = solver or DEFAULT_SOLVER["pc_type"]
+    opts = dict(petsc_options or {})
+    pc_type = str(opts.get("pc_type", pc_type))
+    pc = ksp.getPC()
+    if pc_type == "mg":
+        # matrix rows are in the DMDA's global ordering, so the DMDA supplies the grid transfer
+        da.setInterpolationType(PETSc.DMDA.InterpolationType.Q0)
+        ksp.setDM(da)
+        ksp.setDMActive(False)
+        pc.setType("mg")
+        opts.setdefault("pc_mg_levels", mg_levels(da.getSizes()))
+        opts.setdefault("pc_mg_galerkin", "both")
+    elif pc_type == "hypre":
+        pc.setType("hypre")
+        opts.setdefault("pc_hypre_type", "boomeramg")
+        # 3D coarsening/interpolation that keeps the operator complexity (memory) low
+        opts.setdefault("pc_hypre_boomeramg_coarsen_type", "HMIS")
+        opts.setdefault("pc_hypre_boomeramg_interp_type", "ext+i")
+        opts.setdefault("pc_hypre_boomeramg_strong_threshold", 0.5)
+        opts.setdefault("pc_hypre_boomeramg_P_max", 4)
+    else:
+        pc.setType(pc_type)
+    ksp.setTolerances(rtol=rtol, atol=0.0, max_it=max_it)
+    ksp.setOptionsPrefix(prefix)
+    with scoped_options(prefix, opts):
+        ksp.setFromOptions()
+    return ksp
+
+
+def _reason_name(reason):
+    from petsc4py import PETSc
+    names = {v: k for k, v in PETSc.KSP.ConvergedReason.__dict__.items() if isinstance(v, int)}
+    return names.get(reason, str(reason))
+
+
+def solve_direction(D, axis: int, comm, *, spacing=(1.0, 1.0, 1.0), rtol=1e-8,
                     petsc_options: dict | None = None, prefix: str = "tortuosity_",
-                    return_field: bool = False, max_it: int = 10000) -> DirectionResult:
-    """Solve one direction. ``D``: voxel diffusivity on the full grid (identical on all ranks)."""
+                    return_field: bool = False, max_it: int = 10000, flux_tol: float | None = None,
+                    solver: str | None = None, profile: bool = False, keep_local: bool = False) -> DirectionResult:
+    """Solve one direction. ``D``: voxel diffusivity (array or :class:`VoxelDiffusivity`, full grid,
+    identical on all ranks). ``flux_tol``: required inlet/outlet flux agreement (None: not enforced).
+    ``keep_local``: attach (da-box starts, local concentration) as ``result.local`` for field export."""
     from petsc4py import PETSc
 
     name = "xyz"[axis]
-    D = np.asarray(D, dtype=np.float64)
-    mean_d = float(D.mean())
-    spanning = percolating_mask(D > 0, axis)
+    Dv = as_diffusivity(D)
+    mean_d = Dv.mean()
+    spanning = percolating_mask(Dv.positive(), axis)
     frac = float(spanning.mean())
     if frac == 0.0:
         log.warning("phase does not percolate in %s: tau_%s = inf", name, name)
         return DirectionResult(name, float("inf"), 0.0, mean_d, 0.0, 0.0, 0.0, 0.0, 0, 0.0, 0.0, "not percolating")
-    Dspan = np.where(spanning, D, 0.0)
-    da = create_dmda(D.shape, comm)
-    A, b, bc_in, bc_out = assemble(Dspan, axis, da, spacing)
+    t_setup = time.perf_counter()
+    da = create_dmda(Dv.shape, comm)
+    A, b, bc_in, bc_out = assemble(Dv, axis, da, spacing, spanning=spanning)
     x = A.createVecRight()
-    ksp = PETSc.KSP().create(comm=A.getComm())
-    ksp.setOperators(A)
-    ksp.setType(DEFAULT_SOLVER["ksp_type"])
-    ksp.getPC().setType(DEFAULT_SOLVER["pc_type"])
-    ksp.setTolerances(rtol=rtol, atol=0.0, max_it=max_it)
-    ksp.setOptionsPrefix(prefix)
-    with scoped_options(prefix, petsc_options):
-        ksp.setFromOptions()
-    t0 = time.perf_counter()
-    ksp.solve(b, x)
-    solve_time = time.perf_counter() - t0
-    reason = ksp.getConvergedReason()
-    its = ksp.getIterationNumber()
-    if reason < 0:
-        raise SolverDivergedError(f"tortuosity solve along {name} did not converge (PETSc reason {reason}) "
-                                  f"after {its} iterations; try petsc: {{ksp_rtol: ...}} or another pc_type",
-                                  reason=reason, iterations=its)
-    c = x.getArray(readonly=True).reshape(bc_in.shape)
-    j_in = comm.allreduce(float(np.sum(bc_in * (1.0 - c))))
-    j_out = comm.allreduce(float(np.sum(bc_out * c)))
+    ksp = make_solver(A, da, rtol, petsc_options, prefix, max_it, solver)
+    ksp.setUp()
+    setup_time = time.perf_counter() - t_setup
+    bnorm = b.norm()
     h = np.asarray(spacing, dtype=np.float64)
-    length = D.shape[axis] * h[axis]
-    area = float(np.prod([D.shape[a] * h[a] for a in range(3) if a != axis]))
-    j = 0.5 * (j_in + j_out)
+    length = Dv.shape[axis] * h[axis]
+    area = float(np.prod([Dv.shape[a] * h[a] for a in range(3) if a != axis]))
+    t0 = time.perf_counter()
+    its_total = 0
+    cur_rtol = ksp.getTolerances()[0]
+    while True:
+        ksp.solve(b, x)
+        reason = ksp.getConvergedReason()
+        its_total += ksp.getIterationNumber()
+        if reason < 0:
+            raise SolverDivergedError(f"tortuosity solve along {name} did not converge (PETSc reason "
+                                      f"{_reason_name(reason)}) after {its_total} iterations; try petsc: "
+                                      f"{{ksp_rtol: ...}} or another pc_type", reason=reason, iterations=its_total)
+        c = x.getArray(readonly=True).reshape(bc_in.shape)
+        j_in = comm.allreduce(float(np.sum(bc_in * (1.0 - c))))
+        j_out = comm.allreduce(float(np.sum(bc_out * c)))
+        j = 0.5 * (j_in + j_out)
+        mismatch = abs(j_in - j_out) / j if j > 0 else 0.0
+        if flux_tol is None or mismatch <= flux_tol or cur_rtol < 1e-13:
+            break
+        # stopping rule: fluxes disagree -> continue from this iterate with a tighter tolerance
+        cur_rtol *= 1e-2
+        ksp.setTolerances(rtol=cur_rtol * (1.0 if its_total == 0 else 1.0))
+        ksp.setInitialGuessNonzero(True)
+        log.debug("%s: flux mismatch %.2e > %.2e, tightening rtol to %.0e", name, mismatch, flux_tol, cur_rtol)
+    solve_time = time.perf_counter() - t0
+    if flux_tol is not None and mismatch > flux_tol:
+        log.warning("tortuosity %s: flux mismatch %.2e above flux_tol %.2e at rtol %.0e", name, mismatch,
+                    flux_tol, cur_rtol)
+    r = b.duplicate()
+    A.mult(x, r)
+    r.aypx(-1.0, b)
+    rel_res = r.norm() / bnorm if bnorm > 0 else 0.0
     deff = j * length / area
     tau = mean_d / deff if deff > 0 else float("inf")
-    mismatch = abs(j_in - j_out) / j if j > 0 else 0.0
-    field_full = None
-    if return_field:
-        field_full = _gather_field(c, da, D.shape, comm)
+    prof = None
+    if profile:
+        prof = tau_profile(c, spanning, Dv, da, axis, j, spacing, comm)
+    field_full = _gather_field(c, da, Dv.shape, comm) if return_field else None
     resid = ksp.getResidualNorm()
-    reason_names = {v: k for k, v in PETSc.KSP.ConvergedReason.__dict__.items() if isinstance(v, int)}
-    for obj in (ksp, A, b, x, da):
+    result = DirectionResult(name, float(tau), float(deff), mean_d, frac, j_in, j_out, float(mismatch),
+                             int(its_total), float(resid), solve_time, _reason_name(reason), field_full,
+                             float(rel_res), prof, setup_time)
+    if keep_local:
+        result.local = (local_box(da)[0], np.array(c), spanning)
+    for obj in (ksp, A, b, x, r, da):
         obj.destroy()
-    return DirectionResult(name, float(tau), float(deff), mean_d, frac, j_in, j_out, float(mismatch), int(its),
-                           float(resid), solve_time, reason_names.get(reason, str(reason)), field_full)
+    return result
+
+
+def tau_profile(c_local, spanning, Dv, da, axis, flux, spacing, comm):
+    """Through-thickness tortuosity tau(x_i), one value per pair of neighbouring slices:
+    tau_i = mean_D(slices i, i+1) * A * (cbar_i - cbar_{i+1}) / (J h), with cbar the mean
+    concentration over the transporting voxels of a slice; = 1 for a straight channel,
+    and its harmonic-type average over i recovers the global tau for layered media."""
+    starts, box = local_box(da)
+    shape = Dv.shape
+    n = shape[axis]
+    sl = tuple(slice(starts[a], starts[a] + box[a]) for a in range(3))
+    span = spanning[sl]
+    other = tuple(a for a in range(3) if a != axis)
+    csum = np.zeros(n)
+    cnt = np.zeros(n)
+    dsum = np.zeros(n)
+    lo = starts[axis]
+    csum[lo:lo + box[axis]] = np.sum(np.where(span, c_local, 0.0), axis=other)
+    cnt[lo:lo + box[axis]] = np.sum(span, axis=other)
+    dsum[lo:lo + box[axis]] = np.sum(Dv.block(sl), axis=other)
+    csum, cnt, dsum = (comm.allreduce(v) for v in (csum, cnt, dsum))
+    h = np.asarray(spacing, dtype=np.float64)
+    area = float(np.prod([shape[a] * h[a] for a in other]))
+    cbar = np.divide(csum, cnt, out=np.full(n, np.nan), where=cnt > 0)
+    dmean = dsum / float(np.prod([shape[a] for a in other]))
+    dpair = 0.5 * (dmean[:-1] + dmean[1:])
+    return dpair * area * (cbar[:-1] - cbar[1:]) / (flux * h[axis])
 
 
 def _gather_field(c_local, da, shape, comm):
@@ -221,19 +449,19 @@ def _gather_field(c_local, da, shape, comm):
     return full
 
 
-def tortuosity(D_or_mask: np.ndarray, directions="all", *, comm, spacing=(1.0, 1.0, 1.0), rtol=1e-8,
-               petsc_options=None, prefix="tortuosity_", return_field=False, progress=None) -> dict:
+def tortuosity(D_or_mask, directions="all", *, comm, spacing=(1.0, 1.0, 1.0), rtol=1e-8,
+               petsc_options=None, prefix="tortuosity_", return_field=False, progress=None,
+               flux_tol=None, solver=None, profile=False) -> dict:
     """Tortuosity factor along one or several directions.
 
-    ``D_or_mask``: boolean mask of the conducting phase, or voxel diffusivities.
-    Returns ``{direction: DirectionResult}``."""
-    D = np.asarray(D_or_mask)
-    if D.ndim != 3:
-        raise ValueError(f"expected a 3D array, got shape {D.shape}")
+    ``D_or_mask``: boolean mask of the conducting phase, voxel diffusivities, or a
+    :class:`VoxelDiffusivity`. Returns ``{direction: DirectionResult}``."""
+    D = as_diffusivity(D_or_mask)
     dirs = ["x", "y", "z"] if directions == "all" else list(directions)
     out = {}
     it = progress(dirs) if progress else dirs
     for d in it:
         out[d] = solve_direction(D, AXES[d], comm, spacing=spacing, rtol=rtol, petsc_options=petsc_options,
-                                 prefix=f"{prefix}{d}_" if len(dirs) > 1 else prefix, return_field=return_field)
+                                 prefix=f"{prefix}{d}_" if len(dirs) > 1 else prefix, return_field=return_field,
+                                 flux_tol=flux_tol, solver=solver, profile=profile)
     return out
