@@ -139,7 +139,7 @@ def summary_table(runner) -> str:
     import numbers
 
     lines = []
-    for name, rec in runner.records.items():
+    for name, rec in runner.records.items():  # name carries a "[case i] " label in sweeps
         scalars = [(k, v) for k, v in rec.outputs.items()
                    if isinstance(v, numbers.Number) and not isinstance(v, bool)]
         tag = " (reused)" if rec.reused else ""

@@ -179,20 +179,23 @@ class Runner:
         n = len(plan.case_plans)
         log.info("sweep: %d cases on %d group%s of %d rank%s", n, ngroups, "s" if ngroups > 1 else "",
                  sub.size, "s" if sub.size > 1 else "")
-        mine = {}
         try:
             for i in range(group, n, ngroups):
                 path = os.path.join(case_dir, f"case_{i:04d}.h5")
-                mine[i] = self._run_stages(plan.case_plans[i], sub, path, label=f"[case {i}] ")
+                self._run_stages(plan.case_plans[i], sub, path, label=f"[case {i}] ")
+            lead = sub.rank == 0
         finally:
             sub.Free()
-        # every rank gets every case's outputs (small: scalars and curves)
-        out = {}
-        for part in comm.allgather(mine):
-            out.update({f"case_{i:04d}": v for i, v in part.items()})
+        # rank 0 gets every case's scalar outputs for the summary (fields stay in the case files)
+        mine = {k: _scalars_only(r) for k, r in self.records.items()} if lead else {}
+        parts = comm.gather(mine, root=0)
+        if comm.rank == 0:
+            merged = {}
+            for part in parts:
+                merged.update(part)
+            self.records = dict(sorted(merged.items(), key=lambda kv: _case_order(kv[0])))
         collective_call(self._write_sweep_index, comm, case_dir)
-        self.outputs = out
-        return out
+        return {}
 
     def _write_sweep_index(self, case_dir):
         import h5py
@@ -215,6 +218,19 @@ class Runner:
                 f[f"case_{i:04d}"] = h5py.ExternalLink(rel, "/")
 
         atomic_write(self.results_path, fill)
+
+
+def _scalars_only(record: StageRecord) -> StageRecord:
+    import numbers
+    outs = {k: v for k, v in record.outputs.items() if isinstance(v, numbers.Number)}
+    return StageRecord(record.name, record.type, record.hash, record.params, outs, record.units,
+                       wall_time_s=record.wall_time_s, ranks=record.ranks, reused=record.reused)
+
+
+def _case_order(label: str):
+    if label.startswith("[case "):
+        return (int(label[6:label.index("]")]), label)
+    return (-1, label)
 
 
 def _max_op():

@@ -47,20 +47,27 @@ if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want_stamp" ] && \
     exit 0
 fi
 [ -x "$VENV/bin/python" ] || { say "creating $VENV"; "$PY" -m venv "$VENV"; }
-PIP="$VENV/bin/python -m pip"
-$PIP install -q --upgrade "pip>=23" "setuptools>=64,<70" wheel "cython<3" numpy  # petsc4py 3.18 build breaks with newer distutils
+# pip's machine-wide find-links produce one warning per package here: keep the log readable
+pip_q() { "$VENV/bin/python" -m pip "$@" 2> >(grep -v "^WARNING: Location" >&2); }
+PIP="pip_q"
+$PIP install -q -c scripts/constraints.txt --upgrade "pip>=23" wheel "cython<3" numpy
 
 # petsc4py must match the system PETSc exactly: build it only when missing or mismatched.
 have=$("$VENV/bin/python" -c "import petsc4py; print(petsc4py.__version__)" 2>/dev/null || true)
 if [ "$have" != "$PETSC_VERSION" ]; then
     say "building petsc4py==$PETSC_VERSION against $PETSC_DIR (about 2 minutes, once)"
+    # petsc4py 3.18's build breaks with the distutils of setuptools >= 70: downgrade for the build only
+    $PIP install -q "setuptools>=64,<70"
     PETSC_DIR=$PETSC_DIR $PIP install -q --no-build-isolation "petsc4py==$PETSC_VERSION"
+    $PIP install -q --upgrade "setuptools>=77"
 fi
 
 # torch: the exact CPU build (a looser spec pulls GBs of CUDA wheels).
 "$VENV/bin/python" -c "import torch" 2>/dev/null || $PIP install -q "torch==2.13.0"
 
-$PIP install -q "mpi4py==4.1.2" numba h5py pyyaml numpy scipy tifffile tqdm scikit-image matplotlib
-$PIP install -q -e ".[$EXTRAS]"
+# constraints pin what the numerics were validated with (torch CPU build, numpy, numba, mpi4py)
+$PIP install -q -c scripts/constraints.txt "mpi4py==4.1.2" numba h5py pyyaml numpy scipy tifffile tqdm \
+    scikit-image matplotlib
+$PIP install -q -c scripts/constraints.txt -e ".[$EXTRAS]"
 echo "$want_stamp" > "$STAMP"
 say "done: $("$VENV/bin/python" -c 'import petsc4py, mpi4py, torch; print("petsc4py", petsc4py.__version__, "mpi4py", mpi4py.__version__, "torch", torch.__version__)')"

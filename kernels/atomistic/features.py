@@ -34,13 +34,13 @@ class FeatureParams:
 
     species: list  # atomic numbers, fixes the order of the per-species blocks
     radial_cutoff: float = 5.0
-    angular_cutoff: float = 3.8
+    angular_cutoff: float = 3.5
     radial_eta: float = 16.0
     radial_shifts: list = field(default_factory=lambda: np.linspace(1.2, 4.9, 16).round(4).tolist())
     angular_eta: float = 8.0
     angular_zeta: float = 16.0
     angle_shifts: list = field(default_factory=lambda: (np.pi * (np.arange(4) + 0.5) / 4).round(6).tolist())
-    angular_shifts: list = field(default_factory=lambda: np.linspace(1.8, 3.5, 4).round(4).tolist())
+    angular_shifts: list = field(default_factory=lambda: np.linspace(2.2, 3.4, 4).round(4).tolist())
 
     def __post_init__(self):
         self.species = [int(z) for z in self.species]

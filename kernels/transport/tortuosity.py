@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+import dataclasses
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -59,9 +60,9 @@ class DirectionResult:
     residual_norm: float
     solve_time_s: float
     converged_reason: str = ""
-    field: np.ndarray | None = field(default=None, repr=False)  # concentration (rank 0, full grid)
+    field: np.ndarray | None = dataclasses.field(default=None, repr=False)  # concentration (rank 0, full grid)
     relative_residual: float = 0.0  # ||b - A x|| / ||b|| at the end
-    profile: np.ndarray | None = field(default=None, repr=False)  # tau(x) along the solve axis
+    profile: np.ndarray | None = dataclasses.field(default=None, repr=False)  # tau(x) along the solve axis
     setup_time_s: float = 0.0       # assembly + preconditioner setup
 
 
@@ -174,7 +175,7 @@ def _chunks(starts, box):
         yield (starts[0] + i, starts[1], starts[2]), (n, box[1], box[2]), i
 
 
-def _chunk_rows(Dv, spanning, cs, cb, starts, box, shape, weight, axis, periodic):
+def _chunk_rows(Dv, spanning, cs, cb, starts, box, shape, weight, axis, periodic, faces=(True, True)):
     """CSR rows of one chunk in natural numbering: (indptr, cols, vals, in_box, bc_in, bc_out).
 
     ``in_box`` flags entries whose column lies inside the local box (PETSc's
@@ -202,6 +203,8 @@ def _chunk_rows(Dv, spanning, cs, cb, starts, box, shape, weight, axis, periodic
     if axis is not None:
         bi = np.where(np.broadcast_to(ii[axis] == 0, cb), 2.0 * Dp * weight[axis], 0.0)
         bo = np.where(np.broadcast_to(ii[axis] == shape[axis] - 1, cb), 2.0 * Dp * weight[axis], 0.0)
+        bi *= faces[0]
+        bo *= faces[1]
         diag += bi + bo
     diag[diag == 0.0] = 1.0  # decoupled voxel: identity row, zero right-hand side
     keep = np.empty((n, 6), dtype=bool)
@@ -228,14 +231,16 @@ def _chunk_rows(Dv, spanning, cs, cb, starts, box, shape, weight, axis, periodic
     return indptr, cols, vals, in_box, bi, bo
 
 
-def assemble(D, axis, da, spacing=(1.0, 1.0, 1.0), c_in=1.0, c_out=0.0, spanning=None, periodic=False):
+def assemble(D, axis, da, spacing=(1.0, 1.0, 1.0), c_in=1.0, c_out=0.0, spanning=None, periodic=False,
+             faces=(True, True)):
     """Operator and right-hand side of the diffusion problem on ``da``.
 
     ``D``: voxel diffusivities (array or :class:`VoxelDiffusivity`, full grid, every
     rank); ``spanning``: optional mask of the voxels that take part (others get
     identity rows). Dirichlet faces normal to ``axis`` (``axis=None``: none, e.g.
     for periodic cell problems). Returns (A, b, bc_in, bc_out) where bc_* are the
-    local boundary conductances used for the flux balance (None without axis).
+    local boundary conductances used for the flux balance (None without axis);
+    ``faces``: which of the (low, high) faces carry the Dirichlet condition.
     Peak numpy memory is bounded by the chunk size; the matrix is preallocated
     exactly (two passes), so PETSc holds ~12 bytes per nonzero."""
     from petsc4py import PETSc
@@ -253,7 +258,7 @@ def assemble(D, axis, da, spacing=(1.0, 1.0, 1.0), c_in=1.0, c_out=0.0, spanning
     d_nnz = np.empty(nloc, dtype=PETSc.IntType)
     o_nnz = np.empty(nloc, dtype=PETSc.IntType)
     for cs, cb, off in _chunks(starts, box):
-        indptr, _, _, in_box, _, _ = _chunk_rows(Dv, spanning, cs, cb, starts, box, shape, weight, axis, periodic)
+        indptr, _, _, in_box, _, _ = _chunk_rows(Dv, spanning, cs, cb, starts, box, shape, weight, axis, periodic, faces)
         inside = np.add.reduceat(in_box.astype(np.int64), indptr[:-1])
         rows = slice(off * plane, off * plane + len(indptr) - 1)
         d_nnz[rows] = inside
@@ -265,7 +270,7 @@ def assemble(D, axis, da, spacing=(1.0, 1.0, 1.0), c_in=1.0, c_out=0.0, spanning
     bc_out = np.zeros(box) if axis is not None else None
     rhs = np.zeros(nloc)
     for cs, cb, off in _chunks(starts, box):
-        indptr, cols, vals, _, bi, bo = _chunk_rows(Dv, spanning, cs, cb, starts, box, shape, weight, axis, periodic)
+        indptr, cols, vals, _, bi, bo = _chunk_rows(Dv, spanning, cs, cb, starts, box, shape, weight, axis, periodic, faces)
         n = len(indptr) - 1
         if axis is not None:
             bc_in[off:off + cb[0]] = bi
@@ -383,7 +388,7 @@ def solve_direction(D, axis: int, comm, *, spacing=(1.0, 1.0, 1.0), rtol=1e-8,
             break
         # stopping rule: fluxes disagree -> continue from this iterate with a tighter tolerance
         cur_rtol *= 1e-2
-        ksp.setTolerances(rtol=cur_rtol * (1.0 if its_total == 0 else 1.0))
+        ksp.setTolerances(rtol=cur_rtol)
         ksp.setInitialGuessNonzero(True)
         log.debug("%s: flux mismatch %.2e > %.2e, tightening rtol to %.0e", name, mismatch, flux_tol, cur_rtol)
     solve_time = time.perf_counter() - t0

@@ -1,0 +1,1 @@
+"""Cell-scale porous-electrode models (DFN/P2D) on PETSc TS."""
