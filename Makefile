@@ -27,7 +27,7 @@ test-serial:
 
 # the same test bodies (marked mpi) on 2 ranks; rank 1 stays quiet unless it fails
 test-mpi:
-	$(MPIRUN) -n 2 $(PY) -m pytest -q -m mpi -p no:cacheprovider $(PYTEST_ARGS) tests
+	$(MPIRUN) -n 2 $(PY) -m pytest -q -m mpi -p no:cacheprovider --color=no $(PYTEST_ARGS) tests
 
 bench: setup
 	@IONSCALE_EXTRAS=dev,atomistic,bench bash scripts/setup.sh

@@ -1,4 +1,4 @@
-"""Framework pieces: scoped PETSc options, atomic results, registry, hashing."""
+"""Framework pieces: scoped PETSc options, atomic results, registry, communicators."""
 import numpy as np
 import pytest
 
@@ -71,3 +71,51 @@ def test_every_stage_type_documents_its_parameters():
         assert cls.__doc__, name
         for key, p in cls.params.items():
             assert p.doc, f"{name}.{key} has no doc"
+
+
+def test_rank_local_failure_aborts_instead_of_hanging(tmp_path):
+    """One rank fails inside collective work while the other waits in a collective:
+    the job must end (non-zero) rather than hang."""
+    import subprocess
+    import sys
+
+    from conftest import clean_env
+
+    script = tmp_path / "fail_one_rank.py"
+    script.write_text(
+        "from mpi4py import MPI\n"
+        "from ionscale.comm import abort_on_rank_local_error\n"
+        "comm = MPI.COMM_WORLD\n"
+        "with abort_on_rank_local_error(comm, 'test stage'):\n"
+        "    if comm.rank == 1:\n"
+        "        raise ValueError('only on rank 1')\n"
+        "    comm.Barrier()\n")
+    r = subprocess.run(["mpirun", "--oversubscribe", "-n", "2", sys.executable, str(script)],
+                       capture_output=True, text=True, env=clean_env(), timeout=120)
+    assert r.returncode != 0
+    assert "rank 1 of 2: test stage failed: ValueError: only on rank 1" in r.stderr
+
+
+@pytest.mark.mpi
+def test_collective_call_fails_on_all_ranks(comm):
+    from ionscale.comm import collective_call
+    from ionscale.errors import DeckError
+
+    def parse():
+        raise DeckError("bad deck")
+
+    with pytest.raises(DeckError, match="bad deck"):
+        collective_call(parse, comm)
+    assert collective_call(lambda: {"rank0": True}, comm) == {"rank0": True}
+
+
+@pytest.mark.mpi
+def test_split_ensemble_checks_sizes(comm):
+    from ionscale.comm import split_ensemble
+    from ionscale.errors import CommunicatorError
+
+    with pytest.raises(CommunicatorError, match="does not divide"):
+        split_ensemble(comm, comm.size + 1)
+    sub, group, n = split_ensemble(comm, 1)
+    assert (sub.size, group, n) == (1, comm.rank, comm.size)
+    sub.Free()

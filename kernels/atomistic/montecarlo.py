@@ -143,11 +143,10 @@ def sgc_scan(lat: Lattice, ham: ClusterHamiltonian, mu_eV, temperature_K, *, n_e
     allres = {}
     for d, _, _ in gathered:
         allres.update(d)
-    nb = len(branches)
+
     arr = np.full((len(mu), 2, 5), np.nan)
     for (p, b), vals in allres.items():
         arr[p, b] = vals
-    del nb
     walls = [w for _, w, _ in gathered]
     moves = sum(n for _, _, n in gathered)
     rates = [n / w for _, w, n in gathered if w > 0 and n > 0]

@@ -11,7 +11,7 @@ with ``mu_Li,metal`` the energy per Li of the metal anode and ``V0`` an optional
 
 Two-phase regions: where the chain started from the empty lattice ("up") and the one started from
 the full lattice ("down") disagree (hysteresis) or where ``<x>`` jumps between neighbouring mu
-points. The coexistence chemical potential is located by thermodynamic integration of both
+points by more than the susceptibility chi = d<x>/dmu explains. The coexistence chemical potential is located by thermodynamic integration of both
 branches of the grand potential per site, ``omega(mu) = -kT ln Z / N_sites``, ``d omega/dmu = -x``,
 
     omega_up(mu)   = omega_dilute(mu_min) - int_{mu_min}^{mu} x_up dmu'
@@ -87,12 +87,13 @@ def grand_potential_branches(scan: ScanResult, lat: Lattice, ham: ClusterHamilto
 
 def ocv_from_scan(scan: ScanResult, lat: Lattice, ham: ClusterHamiltonian, *, mu_metal_eV: float = 0.0,
                   v0_V: float = 0.0, hysteresis_tol: float = 0.05, jump_tol: float = 0.15,
-                  dilute_tol: float = 0.02) -> OCVTable:
+                  jump_factor: float = 2.0, dilute_tol: float = 0.02) -> OCVTable:
     """Equilibrium V(x) and two-phase regions of a two-branch scan at one temperature.
 
     ``hysteresis_tol``: |x_up - x_down| above which a point lies in a hysteresis loop;
     ``jump_tol``: a rise of the stable <x> between neighbouring points above which the interval is
-    taken as a two-phase region; ``dilute_tol``: how close to 0/1 the scan's ends must get for the
+    taken as a two-phase region, provided the rise also exceeds ``jump_factor`` times the rise
+    chi dmu that the fluctuations of a continuous branch predict; ``dilute_tol``: how close to 0/1 the scan's ends must get for the
     integration anchors to be trusted (``anchors_ok``).
     Raises ``ValueError`` if the scan has several temperatures, fewer than 3 points, unsorted mu or
     lacks either branch.
@@ -125,9 +126,12 @@ def ocv_from_scan(scan: ScanResult, lat: Lattice, ham: ClusterHamiltonian, *, mu
                 xl = x_up[k] + f * (x_up[k + 1] - x_up[k])
                 xh = x_down[k] + f * (x_down[k + 1] - x_down[k])
                 regions.append(TwoPhaseRegion(float(mu_c), float(min(xl, xh)), float(max(xl, xh)), "integration"))
-    # jumps of the stable <x> not inside a hysteresis region already found
+    # jumps of the stable <x> not inside a hysteresis region already found, and steeper than the
+    # fluctuations allow (a continuous x(mu) rises by about chi dmu between neighbouring points)
+    chi_eq = np.where(hyst, np.where(omega_up <= omega_down, scan.chi[:, 0], scan.chi[:, 1]), scan.chi.mean(1))
     dx = np.diff(x_eq)
-    for k in np.flatnonzero(dx > jump_tol):
+    smooth_rise = jump_factor * 0.5 * (chi_eq[1:] + chi_eq[:-1]) * np.diff(mu)
+    for k in np.flatnonzero((dx > jump_tol) & (dx > smooth_rise)):
         mu_mid = 0.5 * (mu[k] + mu[k + 1])
         if any(min(x_eq[k], x_eq[k + 1]) < r.x_high and max(x_eq[k], x_eq[k + 1]) > r.x_low for r in regions):
             continue

@@ -115,10 +115,10 @@ def two_point_correlation(mask: np.ndarray, spacing=(1.0, 1.0, 1.0), max_lag: in
     mask = np.asarray(mask, dtype=np.float64)
     shape = mask.shape
     fshape = tuple(2 * s for s in shape)  # zero padding: no wrap-around
-    f = np.fft.rfftn(mask, fshape)
-    corr = np.fft.irfftn(f * np.conj(f), fshape)
-    ones = np.fft.rfftn(np.ones(shape), fshape)
-    pairs = np.fft.irfftn(ones * np.conj(ones), fshape)
+    f = np.fft.rfftn(mask, fshape, axes=(0, 1, 2))
+    corr = np.fft.irfftn(f * np.conj(f), fshape, axes=(0, 1, 2))
+    ones = np.fft.rfftn(np.ones(shape), fshape, axes=(0, 1, 2))
+    pairs = np.fft.irfftn(ones * np.conj(ones), fshape, axes=(0, 1, 2))
     del f, ones
     max_lag = max_lag or min(shape) // 2
     h = np.asarray(spacing, dtype=np.float64)

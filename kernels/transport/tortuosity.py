@@ -175,11 +175,27 @@ def _chunks(starts, box):
         yield (starts[0] + i, starts[1], starts[2]), (n, box[1], box[2]), i
 
 
-def _chunk_rows(Dv, spanning, cs, cb, starts, box, shape, weight, axis, periodic, faces=(True, True)):
-    """CSR rows of one chunk in natural numbering: (indptr, cols, vals, in_box, bc_in, bc_out).
+def _chunk_counts(Dv, spanning, cs, cb, starts, box, periodic):
+    """Per-row nonzeros of one chunk inside / outside the local box (preallocation pass)."""
+    g = ghosted_block(Dv, spanning, cs, cb, periodic) > 0
+    Dp = g[1:-1, 1:-1, 1:-1]
+    d_cnt = np.ones(cb, dtype=np.int32)  # the diagonal
+    o_cnt = np.zeros(cb, dtype=np.int32)
+    for a in range(3):
+        pos = np.arange(cs[a], cs[a] + cb[a]).reshape([-1 if k == a else 1 for k in range(3)])
+        for sign in (-1, 1):
+            sl = [slice(1, -1)] * 3
+            sl[a] = slice(1 + sign, g.shape[a] - 1 + sign)
+            link = Dp & g[tuple(sl)]
+            nb = (pos + sign) % Dv.shape[a] if periodic else pos + sign
+            inside = (nb >= starts[a]) & (nb < starts[a] + box[a])
+            d_cnt += link & inside
+            o_cnt += link & ~inside
+    return d_cnt.ravel(), o_cnt.ravel()
 
-    ``in_box`` flags entries whose column lies inside the local box (PETSc's
-    diagonal block), for exact preallocation."""
+
+def _chunk_rows(Dv, spanning, cs, cb, starts, box, shape, weight, axis, periodic, faces=(True, True)):
+    """CSR rows of one chunk in natural numbering: (indptr, cols, vals, bc_in, bc_out)."""
     g = ghosted_block(Dv, spanning, cs, cb, periodic)
     Dp = g[1:-1, 1:-1, 1:-1]
     n = int(np.prod(cb))
@@ -215,7 +231,6 @@ def _chunk_rows(Dv, spanning, cs, cb, starts, box, shape, weight, axis, periodic
     nnz = int(indptr[-1])
     cols = np.empty(nnz, dtype=it)
     vals = np.empty(nnz)
-    in_box = np.ones(nnz, dtype=bool)
     pos = indptr[:-1].copy()
     cols[pos] = ((ii[0] * shape[1] + ii[1]) * shape[2] + ii[2]).ravel()
     vals[pos] = diag.ravel()
@@ -225,10 +240,8 @@ def _chunk_rows(Dv, spanning, cs, cb, starts, box, shape, weight, axis, periodic
         dest = pos[m]
         cols[dest] = np.broadcast_to((nb[0] * shape[1] + nb[1]) * shape[2] + nb[2], cb).ravel()[m]
         vals[dest] = -conds[s].ravel()[m]
-        inside = (nb[a] >= starts[a]) & (nb[a] < starts[a] + box[a])
-        in_box[dest] = np.broadcast_to(inside, cb).ravel()[m]
         pos[m] += 1
-    return indptr, cols, vals, in_box, bi, bo
+    return indptr, cols, vals, bi, bo
 
 
 def assemble(D, axis, da, spacing=(1.0, 1.0, 1.0), c_in=1.0, c_out=0.0, spanning=None, periodic=False,
@@ -258,11 +271,10 @@ def assemble(D, axis, da, spacing=(1.0, 1.0, 1.0), c_in=1.0, c_out=0.0, spanning
     d_nnz = np.empty(nloc, dtype=PETSc.IntType)
     o_nnz = np.empty(nloc, dtype=PETSc.IntType)
     for cs, cb, off in _chunks(starts, box):
-        indptr, _, _, in_box, _, _ = _chunk_rows(Dv, spanning, cs, cb, starts, box, shape, weight, axis, periodic, faces)
-        inside = np.add.reduceat(in_box.astype(np.int64), indptr[:-1])
-        rows = slice(off * plane, off * plane + len(indptr) - 1)
-        d_nnz[rows] = inside
-        o_nnz[rows] = np.diff(indptr) - inside
+        dc, oc = _chunk_counts(Dv, spanning, cs, cb, starts, box, periodic)
+        rows = slice(off * plane, off * plane + len(dc))
+        d_nnz[rows] = dc
+        o_nnz[rows] = oc
     A = PETSc.Mat().createAIJ(size=((nloc, N), (nloc, N)), nnz=(d_nnz, o_nnz), comm=comm)
     del d_nnz, o_nnz
     row0 = A.getOwnershipRange()[0]
@@ -270,7 +282,7 @@ def assemble(D, axis, da, spacing=(1.0, 1.0, 1.0), c_in=1.0, c_out=0.0, spanning
     bc_out = np.zeros(box) if axis is not None else None
     rhs = np.zeros(nloc)
     for cs, cb, off in _chunks(starts, box):
-        indptr, cols, vals, _, bi, bo = _chunk_rows(Dv, spanning, cs, cb, starts, box, shape, weight, axis, periodic, faces)
+        indptr, cols, vals, bi, bo = _chunk_rows(Dv, spanning, cs, cb, starts, box, shape, weight, axis, periodic, faces)
         n = len(indptr) - 1
         if axis is not None:
             bc_in[off:off + cb[0]] = bi
