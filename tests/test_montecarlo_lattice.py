@@ -1,6 +1,5 @@
 """Lattice model and ECI fit: neighbour tables, vectorised energies against a brute-force sum,
 exact energy bookkeeping of the Monte Carlo kernel, recovery of a known Hamiltonian, closed-form LOO."""
-import itertools
 
 import numpy as np
 import pytest
@@ -120,3 +119,11 @@ def test_bad_inputs_are_named():
         fit_ecis(lat, np.zeros((2, 36)), np.zeros(2))
     with pytest.raises(ValueError, match="NaN"):
         fit_ecis(lat, np.zeros((5, 36)), [0, 1, np.nan, 2, 3])
+
+
+def test_throughput_above_one_million_moves_per_second():
+    """The issue's floor (1e6 attempted moves/s/core); measured ~1e7 on a loaded shared core."""
+    from ionscale.kernels.atomistic.montecarlo import throughput
+    lat = make_lattice("triangular", (24, 24), 2, 1)
+    ham = ClusterHamiltonian(0.0, 0.0, (0.05, 0.01), (0.005,))
+    assert throughput(lat, ham, 0.1, 300.0, 100, repeats=3) > 1e6

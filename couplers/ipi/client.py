@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 
-from .protocol import SERVER_MESSAGES, IPIConnection, IPIProtocolError, unix_socket_path
+from .protocol import SERVER_MESSAGES, IPIConnection, IPIPeerClosed, IPIProtocolError, unix_socket_path
 
 
 def connect(address: str, mode: str = "unix", port: int | None = None, connect_timeout: float = 30.0,
@@ -76,10 +76,8 @@ class IPIDriver:
             for _ in range(self.max_requests):
                 try:
                     msg = conn.recv_header(SERVER_MESSAGES)
-                except IPIProtocolError as e:
-                    if "connection closed" in str(e) and "0 of" in str(e):
-                        return  # server went away between messages: a normal end
-                    raise
+                except IPIPeerClosed:
+                    return  # the server went away between messages: a normal end
                 if msg == "EXIT":
                     return
                 if msg == "STATUS":

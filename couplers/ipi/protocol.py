@@ -45,6 +45,11 @@ class IPIProtocolError(IonscaleError):
     exit_code = 1
 
 
+class IPIPeerClosed(IPIProtocolError):
+    """The peer closed the connection before sending any byte of a message (a clean end
+    between messages for a driver; an error everywhere else)."""
+
+
 def unix_socket_path(name: str) -> str:
     """i-PI/ASE convention: a bare name maps to ``/tmp/ipi_<name>``; a path is used as is."""
     return name if os.sep in name else f"/tmp/ipi_{name}"
@@ -80,6 +85,8 @@ class IPIConnection:
             except OSError as e:
                 raise IPIProtocolError(f"i-PI {self.peer}: socket error while reading {what}: {e}") from None
             if not chunk:
+                if not buf:
+                    raise IPIPeerClosed(f"i-PI {self.peer}: connection closed before {what}")
                 raise IPIProtocolError(f"i-PI {self.peer}: connection closed in the middle of {what} "
                                        f"(truncated message: {len(buf)} of {nbytes} bytes)")
             buf += chunk

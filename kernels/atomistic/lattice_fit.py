@@ -11,9 +11,9 @@ its leave-one-out residuals follow without refitting from the hat matrix
 ``alpha`` is chosen on a grid by the lowest CV RMSE; that CV RMSE is reported.
 
 Energy sources: any callable ``energy(occupations (M, N)) -> energies (M,) [eV]``, or arrays of
-(occupations, energies). :class:`EMTLayerEnergy` is an offline stand-in for an ab-initio /
-learned-potential source: the energy of an fcc (111) layer (a triangular lattice) of metal atoms
-and vacancies in a rigid periodic fcc crystal, from ASE's EMT calculator (unrelaxed).
+(occupations, energies). :class:`LayerEnergy` labels decorations of an fcc (111) layer (a
+triangular lattice) in a rigid periodic fcc crystal with any ASE calculator: EMT (an offline
+stand-in for ab-initio data) or the learned potential (``IonscaleCalculator``).
 """
 from __future__ import annotations
 
@@ -97,36 +97,54 @@ def fit_ecis(lat: Lattice, occupations, energies, *, alphas=None, cv="loo", seed
                   "loo" if cv == "loo" else f"{int(cv)}-fold", len(e), alphas, curve)
 
 
-def fit_from_source(lat: Lattice, energy, n_configs: int, seed: int = 0, **kw) -> tuple[ECIFit, np.ndarray, np.ndarray]:
-    """Sample random configurations, label them with ``energy(occupations) -> (M,)`` and fit."""
+def fit_from_source(lat: Lattice, energy, n_configs: int, seed: int = 0, comm=None,
+                    **kw) -> tuple[ECIFit, np.ndarray, np.ndarray]:
+    """Sample random configurations, label them with ``energy(occupations) -> (M,)`` and fit.
+
+    With ``comm`` every rank draws the same configurations, labels a round-robin share of them
+    (the energy source is the costly part) and the energies are allgathered.
+    """
     occ = random_occupations(lat, n_configs, np.random.default_rng(seed))
-    e = np.asarray(energy(occ), float)
-    if e.shape != (n_configs,):
-        raise ValueError(f"the energy source returned shape {e.shape}, expected ({n_configs},)")
+    rank, size = (comm.rank, comm.size) if comm is not None else (0, 1)
+    mine = np.arange(rank, n_configs, size)
+    e_mine = np.asarray(energy(occ[mine]), float) if len(mine) else np.zeros(0)
+    if e_mine.shape != mine.shape:
+        raise ValueError(f"the energy source returned shape {e_mine.shape}, expected ({len(mine)},)")
+    e = np.empty(n_configs)
+    if size > 1:
+        for r, part in enumerate(comm.allgather(e_mine)):
+            e[r::size] = part
+    else:
+        e[:] = e_mine
     return fit_ecis(lat, occ, e, seed=seed, **kw), occ, e
 
 
-class EMTLayerEnergy:
+class LayerEnergy:
     """Energies of decorations of one fcc (111) layer (a triangular lattice) in a rigid periodic fcc
-    crystal of ``host`` atoms, from ASE's EMT (unrelaxed).
+    crystal of ``host`` atoms, from an ASE calculator (unrelaxed).
 
     Occupied sites (``n = 1``, the "Li" of this stand-in chemistry) hold a ``guest`` atom, empty
     sites a ``host`` atom; with ``guest=None`` occupied sites hold a host atom and empty sites are
-    vacancies. ``layers`` further host layers complete the crystal. ``reference_energy_eV`` is the
-    energy of moving one guest from its bulk metal into the reservoir convention of mu:
-    ``E_bulk(guest) - E_bulk(host)`` per atom (``E_bulk(host)`` for vacancies) -- the "anode".
+    vacancies. ``layers`` further host layers complete the crystal. ``calculator`` is a zero-argument
+    factory of ASE calculators (default: EMT; e.g. ``lambda: IonscaleCalculator(model_path)`` for the
+    learned potential). ``reference_energy_eV`` is the energy of moving one guest from its bulk metal
+    into the reservoir convention of mu: ``E_bulk(guest) - E_bulk(host)`` per atom (``E_bulk(host)``
+    for vacancies) -- the "anode". ``batch_energy(list of Atoms) -> (M,)``, when given, labels all
+    configurations of a call at once (batched inference of the learned potential).
     """
 
-    def __init__(self, lat: Lattice, host: str = "Cu", guest: str | None = "Au", layers: int = 3):
+    def __init__(self, lat: Lattice, host: str = "Cu", guest: str | None = "Au", layers: int = 3,
+                 calculator=None, batch_energy=None):
         from ase.build import bulk, fcc111
-        from ase.calculators.emt import EMT
 
+        if calculator is None:
+            from ase.calculators.emt import EMT as calculator
         if lat.kind != "triangular" or lat.shape[0] != lat.shape[1]:
-            raise ValueError("the EMT (111)-layer source needs a square-shaped triangular lattice (L, L)")
+            raise ValueError("the (111)-layer source needs a square-shaped triangular lattice (L, L)")
         if layers < 2:
             raise ValueError("need at least 2 host layers")
         n = lat.shape[0]
-        self.host, self.guest, self._emt = host, guest, EMT
+        self.host, self.guest, self._calculator, self._batch = host, guest, calculator, batch_energy
         slab = fcc111(host, size=(n, n, layers + 1), periodic=True)
         top = np.flatnonzero(slab.get_tags() == 1)
         frac = slab.get_scaled_positions()[top, :2] * n
@@ -138,16 +156,16 @@ class EMTLayerEnergy:
         self._slab, self._layer_atoms = slab, top[np.argsort(site)]  # atom of site k
 
         def bulk_energy(el):
-            b = bulk(el, "fcc", cubic=True)
-            b.calc = EMT()
+            b = bulk(el, "fcc", cubic=True).repeat(2)
+            b.calc = calculator()
             return float(b.get_potential_energy() / len(b))
 
         self.reference_energy_eV = (bulk_energy(guest) - bulk_energy(host)) if guest else bulk_energy(host)
 
-    def __call__(self, occupations) -> np.ndarray:
-        occ = np.atleast_2d(np.asarray(occupations))
-        out = np.empty(len(occ))
-        for m, o in enumerate(occ):  # one EMT call per configuration: the source is the costly part
+    def structures(self, occupations) -> list:
+        """ASE Atoms of each occupation vector."""
+        out = []
+        for o in np.atleast_2d(np.asarray(occupations)):
             atoms = self._slab.copy()
             if self.guest:
                 symbols = np.array(atoms.get_chemical_symbols(), dtype=object)
@@ -155,6 +173,15 @@ class EMTLayerEnergy:
                 atoms.set_chemical_symbols(list(symbols))
             else:
                 del atoms[self._layer_atoms[o == 0]]
-            atoms.calc = self._emt()
+            out.append(atoms)
+        return out
+
+    def __call__(self, occupations) -> np.ndarray:
+        structures = self.structures(occupations)
+        if self._batch is not None:
+            return np.asarray(self._batch(structures), float)
+        out = np.empty(len(structures))
+        for m, atoms in enumerate(structures):  # one calculator call per configuration
+            atoms.calc = self._calculator()
             out[m] = atoms.get_potential_energy()
         return out

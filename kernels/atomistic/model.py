@@ -146,6 +146,7 @@ class BPPotential(nn.Module):
             raise ValueError(f"{meta_path} is not an ionscale potential (kind={meta.get('kind')!r})")
         state = torch.load(path, map_location="cpu", weights_only=True)
         model = cls(FeatureParams(**meta["feature_params"]), hidden=meta["hidden"])
+        model.to(dtype=getattr(torch, meta.get("dtype", "float64")))  # load weights without rounding
         model.load_state_dict(state)
         model.metadata = meta
         model.to(device=device or default_device(), dtype=dtype or getattr(torch, meta.get("dtype", "float64")))

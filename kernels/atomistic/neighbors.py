@@ -151,9 +151,11 @@ def neighbor_list(positions, cell, pbc, cutoff: float):
     bin_width = heights * extent / nbins
     reach = np.ceil(cutoff / bin_width - 1e-12).astype(np.int64)
     reach = np.maximum(reach, 1)
+    reach[~pbc] = 1  # open direction: bins are >= cutoff thick or there is a single bin
     vol = abs(np.linalg.det(cell)) * np.prod(extent)
     density = len(pos) / max(vol, 1e-12)
-    cap = int(len(pos) * (4.2 * cutoff ** 3 * density * 1.3 + 16)) + 64
+    per_atom = min(4.2 * cutoff ** 3 * density * 1.3 + 16, len(pos) * np.prod(2 * reach + 1))
+    cap = int(len(pos) * per_atom) + 64
     while True:
         ii, jj, ss, npair = _bin_and_search(frac, wrapped, cell, pbc, nbins, reach, lo, extent, float(cutoff), cap)
         if npair >= 0:

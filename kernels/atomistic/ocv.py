@@ -38,7 +38,8 @@ class TwoPhaseRegion:
     mu_coexistence_eV: float
     x_low: float
     x_high: float
-    method: str  # "integration" (branches crossed) or "jump" (midpoint of a jump in <x>)
+    method: str  # "integration" (omega branches crossed), "hysteresis" (middle of the loop: branches did
+    #              not cross, e.g. anchors off) or "jump" (midpoint of a jump in <x>)
 
 
 @dataclass
@@ -126,6 +127,10 @@ def ocv_from_scan(scan: ScanResult, lat: Lattice, ham: ClusterHamiltonian, *, mu
                 xl = x_up[k] + f * (x_up[k + 1] - x_up[k])
                 xh = x_down[k] + f * (x_down[k + 1] - x_down[k])
                 regions.append(TwoPhaseRegion(float(mu_c), float(min(xl, xh)), float(max(xl, xh)), "integration"))
+            else:  # branches never cross inside the loop (anchors off): fall back to the loop's middle
+                mu_c = 0.5 * (mu[run[0]] + mu[run[-1]])
+                xl, xh = np.interp(mu_c, mu, x_up), np.interp(mu_c, mu, x_down)
+                regions.append(TwoPhaseRegion(float(mu_c), float(min(xl, xh)), float(max(xl, xh)), "hysteresis"))
     # jumps of the stable <x> not inside a hysteresis region already found, and steeper than the
     # fluctuations allow (a continuous x(mu) rises by about chi dmu between neighbouring points)
     chi_eq = np.where(hyst, np.where(omega_up <= omega_down, scan.chi[:, 0], scan.chi[:, 1]), scan.chi.mean(1))
@@ -160,3 +165,26 @@ def ideal_lattice_gas_voltage(x, temperature_K, v0_V):
     """Exact V(x) = V0 + (kT/e) ln((1-x)/x) of the non-interacting lattice gas."""
     x = np.asarray(x, float)
     return v0_V + K_B_EV * temperature_K * np.log((1.0 - x) / x)
+
+
+def ocp_function(x, ocv_V):
+    """A numba-compiled ``U(sto)`` [V] interpolating an OCV table linearly (clamped at its ends),
+    the signature of the cell model's OCP functions (``kernels/cell/functions.py``).
+
+    Raises ``ValueError`` unless ``x`` is strictly increasing with at least 2 points in [0, 1] and
+    ``ocv_V`` finite of the same length.
+    """
+    import numba
+
+    xs = np.ascontiguousarray(x, dtype=np.float64)
+    vs = np.ascontiguousarray(ocv_V, dtype=np.float64)
+    if xs.ndim != 1 or xs.shape != vs.shape or len(xs) < 2:
+        raise ValueError(f"OCV table needs x and V of equal length >= 2, got {xs.shape} and {vs.shape}")
+    if np.any(np.diff(xs) <= 0) or xs[0] < 0 or xs[-1] > 1 or not np.all(np.isfinite(vs)):
+        raise ValueError("OCV table: x must increase strictly within [0, 1] and V must be finite")
+
+    @numba.njit(cache=False)
+    def ocp(sto):
+        return np.interp(sto, xs, vs)
+
+    return ocp

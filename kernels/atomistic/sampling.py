@@ -103,3 +103,41 @@ def label(dataset: Dataset, calculator, stress=False) -> Dataset:
         energies.append(b.get_potential_energy())
         forces.append(b.get_forces())
     return Dataset(dataset.atoms, energies, forces)
+
+
+def layered_oxide(supercell=(2, 2, 1), a=2.87, c=14.2, oxygen_z=0.2412):
+    """Li M O2 in the alpha-NaFeO2 (R-3m) structure, hexagonal setting: Li 3a, M 3b, O 6c."""
+    from ase.spacegroup import crystal
+
+    prim = crystal(["Li", "Ni", "O"], [(0, 0, 0), (0, 0, 0.5), (0, 0, oxygen_z)], spacegroup=166,
+                   cellpar=[a, a, c, 90, 90, 120])
+    return prim * tuple(supercell)
+
+
+def sample_layered_oxide_configurations(n_configs: int, *, transition_metals=("Ni", "Mn", "Co"),
+                                        tm_fractions=None, li_fraction_range=(0.25, 1.0),
+                                        supercell=(2, 2, 1), strains=(-0.02, 0.0, 0.02), shear=0.01,
+                                        rattle=0.06, seed=0) -> Dataset:
+    """Li_x(Ni,Mn,Co)O2 decorations: random Li/vacancy (x uniform in ``li_fraction_range``) and
+    random transition-metal occupation, strained and rattled (Gaussian, ``rattle`` A)
+    to sample near-equilibrium thermal displacements without running MD."""
+    rng = np.random.default_rng(seed)
+    tms = list(transition_metals)
+    p = np.asarray(tm_fractions if tm_fractions is not None else [1.0 / len(tms)] * len(tms), float)
+    p = p / p.sum()
+    out = []
+    for _ in range(n_configs):
+        at = layered_oxide(supercell)
+        sym = np.array(at.get_chemical_symbols(), dtype=object)
+        tm_sites = np.flatnonzero(sym == "Ni")
+        sym[tm_sites] = rng.choice(tms, size=len(tm_sites), p=p)
+        at.set_chemical_symbols(list(sym))
+        li_sites = np.flatnonzero(sym == "Li")
+        x = rng.uniform(*li_fraction_range)
+        n_remove = int(round((1 - x) * len(li_sites)))
+        del at[sorted(rng.choice(li_sites, size=n_remove, replace=False).tolist())]
+        eps = rng.choice(strains) * np.eye(3) + shear * rng.uniform(-1, 1, (3, 3))
+        at.set_cell(at.cell[:] @ (np.eye(3) + 0.5 * (eps + eps.T)), scale_atoms=True)
+        at.positions += rng.normal(0, rattle, at.positions.shape)
+        out.append(at)
+    return Dataset(out)

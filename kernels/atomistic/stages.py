@@ -24,8 +24,10 @@ _REFERENCE_DOC = ("reference engine that labels configurations: {engine: emt} (A
 
 
 def _out_path(stage, suffix):
-    os.makedirs(stage.output_dir, exist_ok=True)
-    return os.path.abspath(os.path.join(stage.output_dir, f"{stage.run_name}_{stage.name}{suffix}"))
+    """Stage files go to ``<output>/<run name>_files/`` (the results file stays alone in ``<output>``)."""
+    folder = os.path.join(stage.output_dir, f"{stage.run_name}_files")
+    os.makedirs(folder, exist_ok=True)
+    return os.path.abspath(os.path.join(folder, f"{stage.name}{suffix}"))
 
 
 def _dataset_arg(inputs, params, key):
@@ -33,6 +35,29 @@ def _dataset_arg(inputs, params, key):
 
     path = inputs[key] if key in inputs else params[key]
     return path, Dataset.read(path)
+
+
+_THREADS = Param(int, default=0, min=0, doc="torch intra-op threads on this rank (0: torch's default); "
+                 "1 avoids contention on shared or MPI-packed cores")
+
+
+class _torch_threads:
+    """Set torch's intra-op thread count for the duration of a stage."""
+
+    def __init__(self, n):
+        self.n = n
+
+    def __enter__(self):
+        import torch
+
+        self.old = torch.get_num_threads()
+        if self.n:
+            torch.set_num_threads(self.n)
+
+    def __exit__(self, *exc):
+        import torch
+
+        torch.set_num_threads(self.old)
 
 
 def _check_reference(stage, ref):
@@ -45,10 +70,17 @@ class SampleConfigurations(Stage):
     """Random alloy decorations x strains x short MD snapshots at several temperatures (unlabelled)."""
 
     params = {
-        "elements": Param(ListOf(Scalar(str), min_len=1), doc="chemical symbols of the alloy, e.g. [Cu, Au]"),
-        "structure": Param(str, default="fcc", choices=("fcc", "bcc", "sc"), doc="parent lattice"),
+        "elements": Param(ListOf(Scalar(str), min_len=1),
+                          doc="chemical symbols of the alloy, e.g. [Cu, Au]; for layered_oxide the transition "
+                              "metals, e.g. [Ni, Mn, Co]"),
+        "structure": Param(str, default="fcc", choices=("fcc", "bcc", "sc", "layered_oxide"),
+                           doc="parent lattice; layered_oxide: Li_x M O2 (R-3m) with Li/vacancy and M decorations, "
+                               "strained and rattled (no MD)"),
         "supercell": Param(ListOf(Scalar(int), min_len=3, max_len=3), default=[2, 2, 2], min=1,
-                           doc="repetitions of the cubic cell"),
+                           doc="repetitions of the cubic (alloy) or hexagonal (oxide) cell"),
+        "li_fraction_range": Param(ListOf(Scalar(float), min_len=2, max_len=2), default=[0.25, 1.0], min=0, max=1,
+                                   doc="layered_oxide: range of the Li site fraction x"),
+        "rattle_A": Param(float, default=0.06, min=0, units="A", doc="layered_oxide: Gaussian displacement amplitude"),
         "n_configs": Param(int, default=100, min=1, doc="number of configurations"),
         "temperatures_K": Param(ListOf(Scalar(float), min_len=1), default=[300.0, 900.0, 1500.0], min=0, units="K",
                                 doc="initial MD temperatures (one drawn per trajectory)"),
@@ -65,11 +97,19 @@ class SampleConfigurations(Stage):
                "n_atoms_total": Output("1", "atoms summed over configurations")}
 
     def run(self, comm, inputs, params):
-        from .sampling import make_calculator, sample_alloy_configurations
+        from .sampling import make_calculator, sample_alloy_configurations, sample_layered_oxide_configurations
 
         _check_reference(self, params["reference"])
 
         def work():
+            if params["structure"] == "layered_oxide":
+                ds = sample_layered_oxide_configurations(
+                    params["n_configs"], transition_metals=params["elements"], supercell=params["supercell"],
+                    li_fraction_range=params["li_fraction_range"], strains=params["strains"], shear=params["shear"],
+                    rattle=params["rattle_A"], seed=self.seed)
+                path = _out_path(self, ".xyz")
+                ds.write(path)
+                return {"dataset": path, "n_structures": len(ds), "n_atoms_total": int(sum(len(a) for a in ds.atoms))}
             ds = sample_alloy_configurations(
                 params["elements"], params["n_configs"], supercell=params["supercell"], structure=params["structure"],
                 temperatures=params["temperatures_K"], strains=params["strains"], shear=params["shear"],
@@ -140,6 +180,7 @@ class TrainForcefield(Stage):
                                      doc="fraction held out for early stopping"),
         "max_seconds": Param(float, default=3600.0, min=0, min_exclusive=True, units="s", doc="wall-time limit"),
         "dtype": Param(str, default="float64", choices=("float32", "float64"), doc="floating-point precision"),
+        "torch_threads": _THREADS,
     }
     outputs = {"model": Output("", "model file (tensor state_dict; metadata in model + '.json')"),
                "train_energy_rmse": Output("eV/atom", "energy RMSE on the training split"),
@@ -170,7 +211,8 @@ class TrainForcefield(Stage):
                               dtype=params["dtype"], seed=self.seed % (1 << 31), max_seconds=params["max_seconds"],
                               feature_params={"radial_cutoff": params["radial_cutoff"],
                                               "angular_cutoff": params["angular_cutoff"]})
-            res = train(ds, cfg)
+            with _torch_threads(params["torch_threads"]):
+                res = train(ds, cfg)
             out = _out_path(self, ".pt")
             res.model.save(out, {"metrics": res.metrics, "training_data": path,
                                  "training_data_hash": res.metrics["training_data_hash"]})
@@ -206,13 +248,11 @@ class ValidateForcefield(Stage):
     def run(self, comm, inputs, params):
         from ionscale.couplers.forcefield import evaluate_batch
 
-        from .model import BPPotential
-
         model_path = inputs["model"] if "model" in inputs else params["model"]
         path, ds = collective_call(lambda: _dataset_arg(inputs, params, "dataset"), comm)
         if not ds.labelled:
             raise InputDataError(f"stage {self.name}: dataset {path} has no energies/forces")
-        model = collective_call(lambda: _load_model(model_path), comm)
+        model = _load_model(model_path)  # every rank reads the file (same error on all ranks if it fails)
         r = evaluate_batch(model, ds.atoms, batch_size=params["batch_size"], comm=comm)
         n = np.array([len(a) for a in ds.atoms])
         de = (r["energy"] - ds.energies) / n
@@ -257,6 +297,7 @@ class MolecularDynamics(Stage):
         "socket_timeout_s": Param(float, default=120.0, min=0, min_exclusive=True, units="s",
                                   doc="i-PI receive timeout"),
         "record_every": Param(int, default=1, min=1, doc="steps between recorded energies"),
+        "torch_threads": _THREADS,
     }
     outputs = {"energy_drift": Output("eV/atom/ps", "slope of the total energy per atom"),
                "energy_fluctuation": Output("eV/atom", "standard deviation of the total energy per atom"),
@@ -277,7 +318,11 @@ class MolecularDynamics(Stage):
 
     def run(self, comm, inputs, params):
         model_path = inputs["model"] if "model" in inputs else params["model"]
-        return collective_call(lambda: self._run_root(model_path, params), comm)
+        def work():
+            with _torch_threads(params["torch_threads"]):
+                return self._run_root(model_path, params)
+
+        return collective_call(work, comm)
 
     def _build(self, params):
         from ase.build import bulk

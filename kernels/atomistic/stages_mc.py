@@ -9,11 +9,11 @@ import logging
 import numpy as np
 
 from ionscale.errors import DeckError, InputDataError
-from ionscale.params import Mapping, OneOf, Output, Param, Ref, Scalar
+from ionscale.params import FilePath, Mapping, OneOf, Output, Param, Ref, Scalar
 from ionscale.stage import Stage, register
 
-from .lattice import LATTICE_KINDS, ClusterHamiltonian, make_lattice
-from .lattice_fit import EMTLayerEnergy, fit_from_source
+from .lattice import LATTICE_KINDS, ClusterHamiltonian, correlations, make_lattice
+from .lattice_fit import LayerEnergy, fit_from_source
 from .montecarlo import sgc_scan
 from .ocv import ocv_from_scan
 
@@ -37,11 +37,14 @@ class LatticeFit(Stage):
         "size": Param(int, default=6, min=3, doc="cells per side of the fitting supercell"),
         "pair_shells": Param(int, default=2, min=1, max=6, doc="neighbour shells with a pair ECI"),
         "triplets": Param(int, default=1, min=0, max=3, doc="triplet kinds with an ECI (1: nearest-neighbour triangles)"),
-        "source": Param(str, default="emt", choices=("emt", "model"),
-                        doc="energy source: ASE EMT (111)-layer decorations, or a known ECI model (+ noise)"),
-        "host": Param(str, default="Cu", doc="EMT: host fcc metal"),
-        "guest": Param(str, default="Au", doc="EMT: atom on an occupied site ('' = vacancy on empty sites)"),
-        "host_layers": Param(int, default=3, min=2, doc="EMT: host (111) layers under the decorated one"),
+        "source": Param(str, default="emt", choices=("emt", "forcefield", "model"),
+                        doc="energy source: (111)-layer decorations labelled by ASE EMT or by the learned "
+                            "potential (model_file), or a known ECI model (+ noise)"),
+        "model_file": Param(OneOf(Ref(), FilePath()), default=None,
+                            doc="forcefield: trained potential (train.model or a model file)"),
+        "host": Param(str, default="Cu", doc="emt/forcefield: host fcc metal"),
+        "guest": Param(str, default="Au", doc="emt/forcefield: atom on an occupied site ('' = vacancy on empty sites)"),
+        "host_layers": Param(int, default=3, min=2, doc="emt/forcefield: host (111) layers under the decorated one"),
         "model_ecis": Param(Mapping(Scalar(float)), default={}, units="eV",
                             doc="model: true ECIs {e0, e1, J1.., K1..} of the energy source"),
         "noise_meV_per_site": Param(float, default=0.0, min=0, units="meV",
@@ -68,32 +71,54 @@ class LatticeFit(Stage):
             if not params.get("model_ecis"):
                 problems.append(("model_ecis", "source 'model' needs model_ecis {e0, e1, J1, ...}"))
             problems += _eci_key_problems("model_ecis", params.get("model_ecis") or {})
-        if params.get("source") == "emt" and params.get("lattice") != "triangular":
-            problems.append(("lattice", "source 'emt' decorates an fcc (111) layer: lattice must be 'triangular'"))
+        if params.get("source") in ("emt", "forcefield") and params.get("lattice") != "triangular":
+            problems.append(("lattice", f"source '{params.get('source')}' decorates an fcc (111) layer: "
+                                        "lattice must be 'triangular'"))
+        if params.get("source") == "forcefield" and not params.get("model_file"):
+            problems.append(("model_file", "source 'forcefield' needs model_file (e.g. train.model)"))
         return problems
+
+    def _forcefield(self, path):
+        """Calculator factory and batched energies of the learned potential in ``path``."""
+        from ionscale.couplers.forcefield.calculator import IonscaleCalculator, evaluate_batch
+
+        from .model import BPPotential
+
+        try:
+            model = BPPotential.load(str(path))
+        except (FileNotFoundError, ValueError, KeyError, RuntimeError) as e:
+            raise InputDataError(f"stage {self.name}: cannot load model_file {path}: {e}") from None
+        # configurations are already split over ranks by fit_from_source: no comm here
+        return (lambda: IonscaleCalculator(model)), (lambda structures: evaluate_batch(model, structures)["energy"])
 
     def run(self, comm, inputs, params):
         lat = make_lattice(params["lattice"], params["size"], params["pair_shells"], params["triplets"])
-        if params["source"] == "emt":
+        if params["source"] in ("emt", "forcefield"):
+            calculator = batch = None
+            if params["source"] == "forcefield":
+                calculator, batch = self._forcefield(inputs["model_file"] if "model_file" in inputs
+                                                     else params["model_file"])
             try:
-                energy = EMTLayerEnergy(lat, params["host"], params["guest"] or None, params["host_layers"])
+                energy = LayerEnergy(lat, params["host"], params["guest"] or None, params["host_layers"],
+                                     calculator, batch)
             except (KeyError, NotImplementedError) as e:  # ASE: element without EMT parameters
-                raise DeckError([f"stages.{self.name}: EMT has no parameters for host "
+                raise DeckError([f"stages.{self.name}: the {params['source']} source cannot treat host "
                                  f"'{params['host']}' / guest '{params['guest']}' ({e})"]) from None
             reference = energy.reference_energy_eV
         else:
             true = ClusterHamiltonian.from_dict(params["model_ecis"])
             true_lat = make_lattice(params["lattice"], params["size"], len(true.pairs), len(true.triplets))
-            noise = np.random.default_rng(self.seed + 1)
             sigma = params["noise_meV_per_site"] * 1e-3 * lat.n_sites
 
             def energy(occ):
-                return true.energy(true_lat, occ) + noise.normal(0.0, sigma, len(occ))
+                # noise keyed to the configuration: independent of how configurations meet ranks
+                noise = [np.random.default_rng([self.seed, *np.packbits(o.astype(bool))]).normal(0.0, sigma)
+                         for o in occ]
+                return true.energy(true_lat, occ) + np.asarray(noise)
             reference = 0.0
         cv = "loo" if params["cv_folds"] == 0 else params["cv_folds"]
-        # every rank labels the same configurations: cheap at deck sizes and keeps ranks identical
-        fit, occ, e = fit_from_source(lat, energy, params["n_configs"], seed=self.seed, cv=cv)
-        from .lattice import correlations
+        # the ranks label a share of the configurations each; the fit itself is tiny and repeated
+        fit, occ, e = fit_from_source(lat, energy, params["n_configs"], seed=self.seed, cv=cv, comm=comm)
         pred = correlations(lat, occ) @ fit.hamiltonian.vector()
         log.info("%s: %d configs, CV (%s) RMSE %.3f meV/site, ECIs %s", self.name, fit.n_configs, fit.cv,
                  1e3 * fit.cv_rmse_eV_per_site, {k: round(v, 5) for k, v in fit.hamiltonian.as_dict().items()})

@@ -9,7 +9,12 @@ composition matrix (E_s ~ sum_Z n_sZ e0_Z), per-element feature mean/std from th
 training split, energy scale = RMS of the per-atom residual energy. Adam with
 learning-rate reduction on plateau; early stopping when the validation loss has not
 improved for ``patience`` epochs; the best-validation weights are kept.
-Neighbour/triplet indices are built once per minibatch (positions are fixed).
+Neighbour/triplet indices are built once per minibatch (positions are fixed). Optionally
+(``jacobian_max_atoms``), for small structures the feature Jacobian dG_i/dx_a is precomputed once per minibatch
+(forward-mode AD, one tangent per local atom coordinate shared by all structures of
+the batch); forces are then F_a = -sum_i (dE/dG_i) . dG_i/dx_a, so an epoch only
+differentiates the networks, not the symmetry functions (2x faster epochs on CPU but
+a precomputation worth ~100 epochs, so off by default).
 """
 from __future__ import annotations
 
@@ -38,6 +43,7 @@ class TrainConfig:
     dtype: str = "float64"
     seed: int = 0
     max_seconds: float = 1e9
+    jacobian_max_atoms: int = 0  # precompute feature Jacobians for structures up to this size (0: off)
     feature_params: dict = field(default_factory=dict)
 
 
@@ -48,21 +54,58 @@ class TrainResult:
     history: np.ndarray  # (epochs, 3): train loss, validation loss, learning rate
 
 
-def _batches(ds: Dataset, idx, size, params, device, dtype):
+def _feature_jacobian(params, g, pos, cells):
+    """Features G (N, F) and J (3 n_max, N, F): J[3a+c, i] = dG_i / dx_{a-th atom of i's structure, c}."""
+    from torch.func import jvp, vmap
+
+    nat = g.n_atoms.cpu().numpy()
+    local = torch.as_tensor(np.concatenate([np.arange(n) for n in nat]), device=pos.device)
+    n_max = int(nat.max())
+    tangents = torch.zeros(n_max, 3, len(pos), 3, dtype=pos.dtype, device=pos.device)
+    atom = torch.arange(len(pos), device=pos.device)
+    for c in range(3):
+        tangents[local, c, atom, c] = 1.0
+    def feats(x):
+        return compute_features(params, g, x, cells)
+    with torch.no_grad():
+        G = feats(pos)
+        J = vmap(lambda v: jvp(feats, (pos,), (v,))[1], chunk_size=24)(tangents.reshape(3 * n_max, len(pos), 3))
+    return G, J, local, n_max
+
+
+def _batches(ds: Dataset, idx, size, params, device, dtype, jacobian_max_atoms=0):
     out = []
     for k in range(0, len(idx), size):
         sub = ds.subset(idx[k:k + size])
         st = sub.structures()
         g = build_graph(st, params, device=device, dtype=dtype)
         T = lambda a: torch.as_tensor(np.asarray(a), dtype=dtype, device=device)  # noqa: E731
-        out.append(dict(graph=g, pos=T(np.concatenate([s[0] for s in st])), cells=T(np.stack([s[2] for s in st])),
-                        energy=T(sub.energies), forces=T(np.concatenate(sub.forces)),
-                        n_atoms=g.n_atoms.to(dtype)))
+        b = dict(graph=g, pos=T(np.concatenate([s[0] for s in st])), cells=T(np.stack([s[2] for s in st])),
+                 energy=T(sub.energies), forces=T(np.concatenate(sub.forces)), n_atoms=g.n_atoms.to(dtype))
+        if max(len(s[0]) for s in st) <= jacobian_max_atoms:
+            b["G"], b["J"], b["local"], b["n_max"] = _feature_jacobian(params, g, b["pos"], b["cells"])
+        out.append(b)
     return out
 
 
+def _evaluate_with_jacobian(model, b, create_graph):
+    g = b["graph"]
+    G = b["G"].detach().requires_grad_(True)
+    e_atom = model.atomic_energies(G, g.species)
+    energy = torch.zeros(g.n_structures, dtype=e_atom.dtype, device=e_atom.device).index_add(0, g.structure, e_atom)
+    dE_dG = torch.autograd.grad(e_atom.sum(), G, create_graph=create_graph)[0]
+    per_tangent = torch.einsum("kif,if->ki", b["J"], dE_dG)
+    per_structure = torch.zeros(per_tangent.shape[0], g.n_structures, dtype=G.dtype, device=G.device).index_add(
+        1, g.structure, per_tangent)
+    forces = -per_structure.reshape(b["n_max"], 3, -1)[b["local"], :, g.structure]
+    return {"energy": energy, "forces": forces}
+
+
 def _loss(model, b, cfg, create_graph=True):
-    r = model.evaluate_graph(b["graph"], b["pos"], b["cells"], forces=True, create_graph=create_graph)
+    if "J" in b:
+        r = _evaluate_with_jacobian(model, b, create_graph)
+    else:
+        r = model.evaluate_graph(b["graph"], b["pos"], b["cells"], forces=True, create_graph=create_graph)
     de = (r["energy"] - b["energy"]) / b["n_atoms"]
     df = r["forces"] - b["forces"]
     return cfg.energy_weight * (de ** 2).mean() + cfg.force_weight * (df ** 2).mean(), de, df
@@ -125,8 +168,8 @@ def train(ds: Dataset, cfg: TrainConfig, device=None, log=None) -> TrainResult:
         model.energy_shift.copy_(torch.as_tensor(e0, dtype=dtype))
         model.energy_scale.fill_(max(float(np.sqrt((resid ** 2).mean())), 1e-2))
 
-    train_b = _batches(ds, train_idx, cfg.batch_size, params, device, dtype)
-    val_b = _batches(ds, val_idx, cfg.batch_size, params, device, dtype)
+    train_b = _batches(ds, train_idx, cfg.batch_size, params, device, dtype, cfg.jacobian_max_atoms)
+    val_b = _batches(ds, val_idx, cfg.batch_size, params, device, dtype, cfg.jacobian_max_atoms)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=max(2, cfg.patience // 4))
     best, best_state, since_best, history = math.inf, None, 0, []

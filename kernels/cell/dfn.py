@@ -17,7 +17,7 @@ Equations (j > 0 for Li leaving the particle, I > 0 on discharge)::
 
 B = eps / tau is the transport efficiency (tortuosity factor tau or Bruggeman).
 The finite-volume scheme follows PyBaMM's (cell-centred uniform sub-meshes,
-weighted-arithmetic kappa and harmonic D_e, chi at faces, linear extrapolation for
+harmonic D_e and (optionally, as PyBaMM) weighted-arithmetic kappa, chi at faces, linear extrapolation for
 surface and boundary values, volume-weighted spherical divergence) so both codes
 discretise the same equations. Time: PETSc TS (BDF, adaptive) on the index-1 DAE
 ``M y' = f(y)``; the Jacobian ``shift M - df/dy`` is a coloured finite-difference
@@ -37,7 +37,8 @@ from petsc4py import PETSc
 from ionscale.errors import SolverDivergedError
 from ionscale.petsc_options import scoped_options
 
-from .functions import FARADAY, R_GAS
+from .functions import (ELECTROLYTE_CONDUCTIVITY, ELECTROLYTE_DIFFUSIVITY, EXCHANGE_CURRENT, FARADAY, OCP, R_GAS,
+                        electrolyte_conductivity, electrolyte_diffusivity, exchange_current, function_id, ocp)
 from .parameters import function, transport_efficiency
 
 _REGIONS = ("negative_electrode", "separator", "positive_electrode")
@@ -56,6 +57,7 @@ class DischargeResult:
     reached_cutoff: bool
     steps: int
     solve_time_s: float
+    stop_reason: str = ""
     final_state: np.ndarray = field(repr=False, default=None)
     initial_state: np.ndarray = field(repr=False, default=None)
 
@@ -64,148 +66,191 @@ class DischargeResult:
         return self.current_A * self.time_s / 3600.0
 
 
-def _make_kernels(ocp_n, ocp_p, j0_n, j0_p, diff_e, cond_e):
-    """Compile the residual and coloured-FD Jacobian with the property functions inlined."""
+# ---- compiled kernels (module level so numba caches them; property functions by id) ----
 
-    @numba.njit(cache=False)
-    def rhs(y, i_app, out, geo, dx, xc, eps, brug, a_s, nr, rnode_w, T):
-        # geo: Nn, Ns, Np, Nrn, Nrp, csmax_n, csmax_p, Rn, Rp, Ds_n, Ds_p, sig_n, sig_p,
-        #      c0, tplus, tdf, alg_scale
-        Nn = int(geo[0]); Ns = int(geo[1]); Np = int(geo[2]); Nrn = int(geo[3]); Nrp = int(geo[4])
-        Nx = Nn + Ns + Np
-        o_sp = Nn * Nrn
-        o_ce = o_sp + Np * Nrp
-        o_pe = o_ce + Nx
-        o_psn = o_pe + Nx
-        o_psp = o_psn + Nn
-        c0 = geo[13]; tplus = geo[14]; tdf = geo[15]; alg_scale = geo[16]
-        RT_F = R_GAS * T / FARADAY
-        j = np.zeros(Nx)
-        # --- particles and reaction current
-        for e in range(2):
+@numba.njit(cache=True)
+def rhs(y, i_app, out, geo, dx, xc, eps, brug, a_s, fids, T):
+    # geo: Nn, Ns, Np, Nrn, Nrp, csmax_n, csmax_p, Rn, Rp, Ds_n, Ds_p, sig_n, sig_p,
+    #      c0, tplus, tdf, alg_scale
+    Nn = int(geo[0]); Ns = int(geo[1]); Np = int(geo[2]); Nrn = int(geo[3]); Nrp = int(geo[4])
+    Nx = Nn + Ns + Np
+    o_sp = Nn * Nrn
+    o_ce = o_sp + Np * Nrp
+    o_pe = o_ce + Nx
+    o_psn = o_pe + Nx
+    o_psp = o_psn + Nn
+    c0 = geo[13]; tplus = geo[14]; tdf = geo[15]; alg_scale = geo[16]
+    RT_F = R_GAS * T / FARADAY
+    j = np.zeros(Nx)
+    # --- particles and reaction current
+    for e in range(2):
+        if e == 0:
+            ncell = Nn; nrr = Nrn; off = 0; cmax = geo[5]; Rp_ = geo[7]; Ds = geo[9]; x0 = 0; o_ps = o_psn
+        else:
+            ncell = Np; nrr = Nrp; off = o_sp; cmax = geo[6]; Rp_ = geo[8]; Ds = geo[10]; x0 = Nn + Ns; o_ps = o_psp
+        dr = Rp_ / nrr
+        for i in range(ncell):
+            base = off + i * nrr
+            s_last = y[base + nrr - 1]
+            s_prev = y[base + nrr - 2]
+            sto_surf = s_last + 0.5 * (s_last - s_prev)
+            ix = x0 + i
+            ce = y[o_ce + ix] * c0
             if e == 0:
-                ncell = Nn; nrr = Nrn; off = 0; cmax = geo[5]; Rp_ = geo[7]; Ds = geo[9]; x0 = 0; o_ps = o_psn
+                U = ocp(fids[0], sto_surf)
+                j0 = exchange_current(fids[2], ce, sto_surf * cmax, cmax, T)
             else:
-                ncell = Np; nrr = Nrp; off = o_sp; cmax = geo[6]; Rp_ = geo[8]; Ds = geo[10]; x0 = Nn + Ns; o_ps = o_psp
-            dr = Rp_ / nrr
-            for i in range(ncell):
-                base = off + i * nrr
-                s_last = y[base + nrr - 1]
-                s_prev = y[base + nrr - 2]
-                sto_surf = s_last + 0.5 * (s_last - s_prev)
-                ix = x0 + i
-                ce = y[o_ce + ix] * c0
+                U = ocp(fids[1], sto_surf)
+                j0 = exchange_current(fids[3], ce, sto_surf * cmax, cmax, T)
+            eta = y[o_ps + i] - y[o_pe + ix] - U
+            jj = 2.0 * j0 * math.sinh(0.5 * eta / RT_F)
+            j[ix] = jj
+            # spherical FV: d sto_k/dt = -(r+^2 N+ - r-^2 N-)/V_k, N = -Ds dsto/dr
+            flux_in = 0.0  # r^2 N at the inner edge
+            for k in range(nrr):
+                r_out = (k + 1) * dr
+                if k < nrr - 1:
+                    flux_out = -Ds * (y[base + k + 1] - y[base + k]) / dr * r_out * r_out
+                else:
+                    flux_out = jj / (FARADAY * cmax) * r_out * r_out
+                vol = ((k + 1) ** 3 - k ** 3) * dr ** 3 / 3.0
+                out[base + k] = -(flux_out - flux_in) / vol
+                flux_in = flux_out
+    # --- electrolyte: faces between cells i and i+1
+    ie_left = 0.0
+    Ne_left = 0.0
+    for i in range(Nx):
+        if i < Nx - 1:
+            h = xc[i + 1] - xc[i]
+            cl = y[o_ce + i] * c0
+            cr = y[o_ce + i + 1] * c0
+            w = dx[i] / (dx[i] + dx[i + 1])
+            # floors as in PyBaMM (10 mol/m3 for the property fits, 0.01 for 1/c):
+            # a locally depleted electrolyte stays solvable
+            kl = brug[i] * electrolyte_conductivity(fids[5], max(cl, 10.0), T)
+            kr = brug[i + 1] * electrolyte_conductivity(fids[5], max(cr, 10.0), T)
+            if geo[17] > 0.5:  # harmonic: flux-continuous where B jumps (2nd order)
+                kap_f = 1.0 / (w / kl + (1.0 - w) / kr)
+            else:  # PyBaMM's weighted arithmetic mean (1st order at region interfaces)
+                kap_f = (1.0 - w) * kl + w * kr
+            chil = 2.0 * (1.0 - tplus) * tdf * RT_F / max(cl, 1e-2)
+            chir = 2.0 * (1.0 - tplus) * tdf * RT_F / max(cr, 1e-2)
+            chi_f = 1.0 / (w / chil + (1.0 - w) / chir)
+            dl = brug[i] * electrolyte_diffusivity(fids[4], max(cl, 10.0), T)
+            dr_ = brug[i + 1] * electrolyte_diffusivity(fids[4], max(cr, 10.0), T)
+            d_f = 1.0 / (w / dl + (1.0 - w) / dr_)
+            gc = (cr - cl) / h
+            ie_right = kap_f * (chi_f * gc - (y[o_pe + i + 1] - y[o_pe + i]) / h)
+            Ne_right = -d_f * gc
+        else:
+            ie_right = 0.0
+            Ne_right = 0.0
+        src = a_s[i] * j[i]
+        out[o_pe + i] = alg_scale * ((ie_right - ie_left) / dx[i] - src)
+        out[o_ce + i] = (-(Ne_right - Ne_left) / dx[i] + (1.0 - tplus) * src / FARADAY) / (eps[i] * c0)
+        ie_left = ie_right
+        Ne_left = Ne_right
+    # --- solid potentials
+    for e in range(2):
+        if e == 0:
+            ncell = Nn; x0 = 0; sig = geo[11]; o_ps = o_psn
+        else:
+            ncell = Np; x0 = Nn + Ns; sig = geo[12]; o_ps = o_psp
+        for i in range(ncell):
+            ix = x0 + i
+            if i == 0:
                 if e == 0:
-                    U = ocp_n(sto_surf)
-                    j0 = j0_n(ce, sto_surf * cmax, cmax, T)
+                    is_l = -sig * (y[o_ps] - 0.0) / (0.5 * dx[ix])  # phi_s(0) = 0
                 else:
-                    U = ocp_p(sto_surf)
-                    j0 = j0_p(ce, sto_surf * cmax, cmax, T)
-                eta = y[o_ps + i] - y[o_pe + ix] - U
-                jj = 2.0 * j0 * math.sinh(0.5 * eta / RT_F)
-                j[ix] = jj
-                # spherical FV: d sto_k/dt = -(r+^2 N+ - r-^2 N-)/V_k, N = -Ds dsto/dr
-                flux_in = 0.0  # r^2 N at the inner edge
-                for k in range(nrr):
-                    r_out = (k + 1) * dr
-                    if k < nrr - 1:
-                        flux_out = -Ds * (y[base + k + 1] - y[base + k]) / dr * r_out * r_out
-                    else:
-                        flux_out = jj / (FARADAY * cmax) * r_out * r_out
-                    vol = ((k + 1) ** 3 - k ** 3) * dr ** 3 / 3.0
-                    out[base + k] = -(flux_out - flux_in) / vol
-                    flux_in = flux_out
-        # --- electrolyte: faces between cells i and i+1
-        ie_left = 0.0
-        Ne_left = 0.0
-        for i in range(Nx):
-            if i < Nx - 1:
-                h = xc[i + 1] - xc[i]
-                cl = y[o_ce + i] * c0
-                cr = y[o_ce + i + 1] * c0
-                w = dx[i] / (dx[i] + dx[i + 1])
-                kap_f = (1.0 - w) * brug[i] * cond_e(cl, T) + w * brug[i + 1] * cond_e(cr, T)
-                chil = 2.0 * (1.0 - tplus) * tdf * RT_F / max(cl, 1e-6)
-                chir = 2.0 * (1.0 - tplus) * tdf * RT_F / max(cr, 1e-6)
-                chi_f = 1.0 / (w / chil + (1.0 - w) / chir)
-                dl = brug[i] * diff_e(cl, T)
-                dr_ = brug[i + 1] * diff_e(cr, T)
-                d_f = 1.0 / (w / dl + (1.0 - w) / dr_)
-                gc = (cr - cl) / h
-                ie_right = kap_f * (chi_f * gc - (y[o_pe + i + 1] - y[o_pe + i]) / h)
-                Ne_right = -d_f * gc
+                    is_l = 0.0
             else:
-                ie_right = 0.0
-                Ne_right = 0.0
-            src = a_s[i] * j[i]
-            out[o_pe + i] = alg_scale * ((ie_right - ie_left) / dx[i] - src)
-            out[o_ce + i] = (-(Ne_right - Ne_left) / dx[i] + (1.0 - tplus) * src / FARADAY) / (eps[i] * c0)
-            ie_left = ie_right
-            Ne_left = Ne_right
-        # --- solid potentials
-        for e in range(2):
-            if e == 0:
-                ncell = Nn; x0 = 0; sig = geo[11]; o_ps = o_psn
+                is_l = -sig * (y[o_ps + i] - y[o_ps + i - 1]) / (xc[ix] - xc[ix - 1])
+            if i == ncell - 1:
+                is_r = i_app if e == 1 else 0.0
             else:
-                ncell = Np; x0 = Nn + Ns; sig = geo[12]; o_ps = o_psp
-            for i in range(ncell):
-                ix = x0 + i
-                if i == 0:
-                    if e == 0:
-                        is_l = -sig * (y[o_ps] - 0.0) / (0.5 * dx[ix])  # phi_s(0) = 0
-                    else:
-                        is_l = 0.0
-                else:
-                    is_l = -sig * (y[o_ps + i] - y[o_ps + i - 1]) / (xc[ix] - xc[ix - 1])
-                if i == ncell - 1:
-                    is_r = i_app if e == 1 else 0.0
-                else:
-                    is_r = -sig * (y[o_ps + i + 1] - y[o_ps + i]) / (xc[ix + 1] - xc[ix])
-                out[o_ps + i] = alg_scale * ((is_r - is_l) / dx[ix] + a_s[ix] * j[ix])
+                is_r = -sig * (y[o_ps + i + 1] - y[o_ps + i]) / (xc[ix + 1] - xc[ix])
+            out[o_ps + i] = alg_scale * ((is_r - is_l) / dx[ix] + a_s[ix] * j[ix])
 
-    @numba.njit(cache=False)
-    def fd_jacobian(y, i_app, shift, mass, diag_pos, n_colours, col_ptr, col_idx, csc_ptr, csc_rows,
-                    csc_to_csr, data, f0, ftmp, ytmp, geo, dx, xc, eps, brug, a_s, nr, rnode_w, T):
-        n = y.size
-        rhs(y, i_app, f0, geo, dx, xc, eps, brug, a_s, nr, rnode_w, T)
-        for q in range(n):
-            ytmp[q] = y[q]
-        for c in range(n_colours):
-            for p in range(col_ptr[c], col_ptr[c + 1]):
-                col = col_idx[p]
-                ytmp[col] = y[col] + 1.5e-8 * max(abs(y[col]), 1.0)
-            rhs(ytmp, i_app, ftmp, geo, dx, xc, eps, brug, a_s, nr, rnode_w, T)
-            for p in range(col_ptr[c], col_ptr[c + 1]):
-                col = col_idx[p]
-                hcol = ytmp[col] - y[col]
-                for q in range(csc_ptr[col], csc_ptr[col + 1]):
-                    r = csc_rows[q]
-                    data[csc_to_csr[q]] = -(ftmp[r] - f0[r]) / hcol
-                ytmp[col] = y[col]
-        for q in range(n):
-            data[diag_pos[q]] += shift * mass[q]
-
-    return rhs, fd_jacobian
+@numba.njit(cache=True)
+def fd_jacobian(y, i_app, shift, mass, diag_pos, n_colours, col_ptr, col_idx, csc_ptr, csc_rows,
+                csc_to_csr, data, f0, ftmp, ytmp, geo, dx, xc, eps, brug, a_s, fids, T):
+    n = y.size
+    rhs(y, i_app, f0, geo, dx, xc, eps, brug, a_s, fids, T)
+    for q in range(n):
+        ytmp[q] = y[q]
+    for c in range(n_colours):
+        for p in range(col_ptr[c], col_ptr[c + 1]):
+            col = col_idx[p]
+            ytmp[col] = y[col] + 1.5e-8 * max(abs(y[col]), 1.0)
+        rhs(ytmp, i_app, ftmp, geo, dx, xc, eps, brug, a_s, fids, T)
+        for p in range(col_ptr[c], col_ptr[c + 1]):
+            col = col_idx[p]
+            hcol = ytmp[col] - y[col]
+            for q in range(csc_ptr[col], csc_ptr[col + 1]):
+                r = csc_rows[q]
+                data[csc_to_csr[q]] = -(ftmp[r] - f0[r]) / hcol
+            ytmp[col] = y[col]
+    for q in range(n):
+        data[diag_pos[q]] += shift * mass[q]
 
 
-_KERNEL_CACHE: dict = {}
+_FUNCTION_KEYS = ("negative_electrode_ocp_V", "positive_electrode_ocp_V", "negative_exchange_current_density_A_m2",
+                  "positive_exchange_current_density_A_m2", "electrolyte_diffusivity_m2_s", "electrolyte_conductivity_S_m")
+_STO_MARGIN = 1e-6
+_MIN_CE_FRACTION = 1e-6
 
 
 class DFNModel:
     """A DFN cell discretised once; :meth:`discharge` re-solves it for any current.
 
     ``points`` = cells in (negative, separator, positive); ``r_points`` = shells in the
-    (negative, positive) particles. Build cost (compilation, sparsity, colouring) is
-    paid in the constructor; ``build_time_s`` records it.
+    (negative, positive) particles. ``conductivity_average``: electrolyte conductivity
+    B*kappa at cell faces by the harmonic mean (default; second order where B jumps
+    between regions) or PyBaMM's weighted arithmetic mean (first order there).
+    Build cost (compilation, sparsity, colouring) is paid in the constructor;
+    ``build_time_s`` records it.
     """
 
-    def __init__(self, params: dict, points=(20, 20, 20), r_points=(20, 20)):
+    def __init__(self, params: dict, points=(20, 20, 20), r_points=(20, 20), conductivity_average="harmonic"):
+        if conductivity_average not in ("harmonic", "arithmetic"):
+            raise ValueError(f"conductivity_average must be 'harmonic' or 'arithmetic', got {conductivity_average!r}")
         t0 = time.perf_counter()
-        self.params = p = params
         self.Nn, self.Ns, self.Np = (int(v) for v in points)
         self.Nrn, self.Nrp = (int(v) for v in r_points)
         if min(points) < 2 or min(r_points) < 3:
             raise ValueError("need at least 2 cells per domain in x and 3 shells in r")
+        self.conductivity_average = conductivity_average
+        self._set_values(params)
+        fns = tuple(function(self.params, k) for k in _FUNCTION_KEYS)
+        cats = (OCP, OCP, EXCHANGE_CURRENT, EXCHANGE_CURRENT, ELECTROLYTE_DIFFUSIVITY, ELECTROLYTE_CONDUCTIVITY)
+        self._fids = np.array([function_id(f, c) for f, c in zip(fns, cats)], dtype=np.int64)
+        self._rhs, self._fdjac = rhs, fd_jacobian
+        self._ocp_p = fns[1]
+        self._ocp_n = fns[0]
+        # layout
+        Nx = self.Nn + self.Ns + self.Np
+        self.o_sp = self.Nn * self.Nrn
+        self.o_ce = self.o_sp + self.Np * self.Nrp
+        self.o_pe = self.o_ce + Nx
+        self.o_psn = self.o_pe + Nx
+        self.o_psp = self.o_psn + self.Nn
+        self.n = self.o_psp + self.Np
+        self.mass = np.zeros(self.n)
+        self.mass[: self.o_pe] = 1.0
+        self.algebraic = np.flatnonzero(self.mass == 0)
+        self._build_jacobian_structure()
+        self.build_time_s = time.perf_counter() - t0
+
+    def set_parameters(self, params: dict):
+        """Swap in new parameter values (same property functions and mesh), e.g. a
+        tortuosity factor in a sweep, without recompiling or recolouring."""
+        fkeys = _FUNCTION_KEYS
+        if tuple(function(params, k) for k in fkeys) != tuple(function(self.params, k) for k in fkeys):
+            raise ValueError("set_parameters cannot change property functions; build a new DFNModel")
+        self._set_values(params)
+
+    def _set_values(self, params: dict):
+        self.params = p = params
         Nx = self.Nn + self.Ns + self.Np
         Ls = [p["negative_electrode_thickness_m"], p["separator_thickness_m"], p["positive_electrode_thickness_m"]]
         counts = [self.Nn, self.Ns, self.Np]
@@ -229,34 +274,13 @@ class DFNModel:
                              Rn, Rp, p["negative_particle_diffusivity_m2_s"], p["positive_particle_diffusivity_m2_s"],
                              p["negative_electrode_conductivity_S_m"], p["positive_electrode_conductivity_S_m"],
                              p["initial_electrolyte_concentration_mol_m3"], p["cation_transference_number"],
-                             p["thermodynamic_factor"], L / i_1c], dtype=float)
-        self._dummy = np.zeros(1)
-        fkeys = ("negative_electrode_ocp_V", "positive_electrode_ocp_V", "negative_exchange_current_density_A_m2",
-                 "positive_exchange_current_density_A_m2", "electrolyte_diffusivity_m2_s", "electrolyte_conductivity_S_m")
-        fns = tuple(function(p, k) for k in fkeys)
-        if fns not in _KERNEL_CACHE:
-            _KERNEL_CACHE[fns] = _make_kernels(*fns)
-        self._rhs, self._fdjac = _KERNEL_CACHE[fns]
-        self._ocp_p = fns[1]
-        self._ocp_n = fns[0]
-        # layout
-        self.o_sp = self.Nn * self.Nrn
-        self.o_ce = self.o_sp + self.Np * self.Nrp
-        self.o_pe = self.o_ce + Nx
-        self.o_psn = self.o_pe + Nx
-        self.o_psp = self.o_psn + self.Nn
-        self.n = self.o_psp + self.Np
-        self.mass = np.zeros(self.n)
-        self.mass[: self.o_pe] = 1.0
-        self.algebraic = np.flatnonzero(self.mass == 0)
-        self._build_jacobian_structure()
-        self.build_time_s = time.perf_counter() - t0
+                             p["thermodynamic_factor"], L / i_1c,
+                             1.0 if self.conductivity_average == "harmonic" else 0.0], dtype=float)
 
     # ---- helpers -------------------------------------------------------------
     def _eval_rhs(self, y, i_app, out=None):
         out = np.empty(self.n) if out is None else out
-        self._rhs(y, i_app, out, self.geo, self.dx, self.xc, self.eps, self.brug, self.a_s, self._dummy,
-                  self._dummy, self.T)
+        self._rhs(y, i_app, out, self.geo, self.dx, self.xc, self.eps, self.brug, self.a_s, self._fids, self.T)
         return out
 
     def initial_state(self) -> np.ndarray:
@@ -328,6 +352,12 @@ class DFNModel:
         order = np.argsort(colour, kind="stable")
         self.col_idx = order.astype(np.int64)
         self.col_ptr = np.searchsorted(colour[order], np.arange(self.n_colours + 1)).astype(np.int64)
+        # algebraic-algebraic block of the pattern (CSC), for the consistent initial potentials
+        pos = sp.csr_matrix((np.arange(nnz, dtype=float) + 1, self.indices, self.indptr), shape=pat.shape)
+        block = pos[self.algebraic][:, self.algebraic].tocsc()
+        block.sort_indices()
+        self._alg_pos = (block.data - 1).astype(np.int64)
+        self._alg_indices, self._alg_indptr = block.indices, block.indptr
         self._jdata = np.zeros(nnz)
         self._f0 = np.zeros(self.n)
         self._ftmp = np.zeros(self.n)
@@ -337,7 +367,7 @@ class DFNModel:
         """CSR values of ``shift*M - df/dy`` on the structure ``(indptr, indices)``."""
         self._fdjac(y, i_app, shift, self.mass, self.diag_pos, self.n_colours, self.col_ptr, self.col_idx,
                     self.csc_ptr, self.csc_rows, self.csc_to_csr, self._jdata, self._f0, self._ftmp, self._ytmp,
-                    self.geo, self.dx, self.xc, self.eps, self.brug, self.a_s, self._dummy, self._dummy, self.T)
+                    self.geo, self.dx, self.xc, self.eps, self.brug, self.a_s, self._fids, self.T)
         return self._jdata
 
     def consistent_algebraic(self, y, i_app, tol=1e-9, maxit=30):
@@ -347,11 +377,11 @@ class DFNModel:
         alg = self.algebraic
         for _ in range(maxit):
             f = self._eval_rhs(y, i_app)[alg]
-            J = sp.csr_matrix((self.jacobian_data(y, i_app, 0.0).copy(), self.indices, self.indptr),
-                              shape=(self.n, self.n))[alg][:, alg]
-            dy = sp.linalg.spsolve(J.tocsc(), f)  # J = -df/dy
+            data = self.jacobian_data(y, i_app, 0.0)
+            J = sp.csc_matrix((data[self._alg_pos], self._alg_indices, self._alg_indptr), shape=(alg.size, alg.size))
+            dy = sp.linalg.spsolve(J, f)  # J = -df/dy
             y[alg] += dy
-            if np.max(np.abs(dy)) < 1e-13 and np.max(np.abs(f)) < tol:
+            if np.max(np.abs(dy)) < 1e-13 or (np.max(np.abs(dy)) < 1e-11 and np.max(np.abs(f)) < tol):
                 return y
         raise SolverDivergedError(f"initial potentials did not converge (max residual {np.max(np.abs(f)):.3g})")
 
@@ -435,10 +465,11 @@ class DFNModel:
         J = PETSc.Mat().createAIJ([self.n, self.n], csr=(self.indptr, self.indices, self._jdata), comm=comm)
         J.setOption(PETSc.Mat.Option.NEW_NONZERO_ALLOCATION_ERR, True)
         rhs, mass, f_buf = self._rhs, self.mass, np.empty(self.n)
-        geo, dx, xc, eps, brug, a_s, dm, T = self.geo, self.dx, self.xc, self.eps, self.brug, self.a_s, self._dummy, self.T
+        geo, dx, xc, eps, brug, a_s, T = self.geo, self.dx, self.xc, self.eps, self.brug, self.a_s, self.T
+        fids = self._fids
 
         def ifunction(ts, t, x, xdot, f):
-            rhs(x.getArray(readonly=True), i_app, f_buf, geo, dx, xc, eps, brug, a_s, dm, dm, T)
+            rhs(x.getArray(readonly=True), i_app, f_buf, geo, dx, xc, eps, brug, a_s, fids, T)
             f.setArray(mass * xdot.getArray(readonly=True) - f_buf)
 
         def ijacobian(ts, t, x, xdot, shift, A, P):
@@ -459,7 +490,16 @@ class DFNModel:
             volts.append(self.voltage(xa))
 
         def event(ts, t, x, fvalue):
-            fvalue[0] = self.voltage(x.getArray(readonly=True)) - cutoff_V
+            xa = x.getArray(readonly=True)
+            fvalue[0] = self.voltage(xa) - cutoff_V
+            # a discharge also ends when a particle surface or the electrolyte is
+            # exhausted. PyBaMM's property floors are used so that a nearly depleted
+            # electrolyte stays solvable, but unlike PyBaMM (which goes on through
+            # c_e <= 0) the discharge stops when c_e reaches _MIN_CE_FRACTION * c_e0.
+            sn, spp = self.surface_stoichiometry(xa)
+            fvalue[1] = min(sn.min(), spp.min()) - _STO_MARGIN
+            fvalue[2] = 1.0 - _STO_MARGIN - max(sn.max(), spp.max())
+            fvalue[3] = np.min(xa[self.o_ce:self.o_pe]) - _MIN_CE_FRACTION
 
         ts = PETSc.TS().create(comm=comm)
         ts.setProblemType(PETSc.TS.ProblemType.NONLINEAR)
@@ -471,11 +511,12 @@ class DFNModel:
         ts.setTime(0.0)
         ts.setTimeStep(1e-3 * 3600.0 / max(c_rate, 1e-12) / 100)
         ts.setMaxTime(t_max)
-        ts.setMaxSteps(100000)
+        ts.setMaxSteps(20000)
         ts.setExactFinalTime(PETSc.TS.ExactFinalTime.MATCHSTEP)
         ts.setMonitor(monitor)
-        ts.setEventHandler([-1], [True], event)
+        ts.setEventHandler([-1] * 4, [True] * 4, event)
         ts.setEventTolerances(tol=1e-9)
+        ts.setMaxStepRejections(100)
         ts.setMaxSNESFailures(-1)
         snes = ts.getSNES()
         snes.setTolerances(rtol=1e-8, atol=1e-8, stol=1e-12, max_it=10)
@@ -485,7 +526,9 @@ class DFNModel:
         ts.setErrorIfStepFails(False)
         if max_step_s is not None:
             ts.setStepLimits(1e-12, max_step_s)
-        opts = {"ts_bdf_order": 2}
+        # order-4 BDF, Jacobian re-evaluated every 3rd Newton iteration (in practice once per
+        # step): fastest settings measured at rtol = atol = 1e-6
+        opts = {"ts_bdf_order": 4, "snes_lag_jacobian": 3}
         opts.update(petsc_options or {})
         ts.setOptionsPrefix(prefix)
         with scoped_options(prefix, opts):
@@ -500,24 +543,35 @@ class DFNModel:
         solve_time = time.perf_counter() - t0
         t_end = ts.getTime()
         steps = ts.getStepNumber()
-        self.last_stats = dict(steps=steps, snes_its=ts.getSNESIterations(), rejects=ts.getStepRejections(), snes_fails=ts.getSNESFailures())
+        self.last_stats = dict(reason=int(reason), t_end=t_end, steps=steps, snes_its=ts.getSNESIterations(), rejects=ts.getStepRejections(), snes_fails=ts.getSNESFailures())
         yf = X.getArray().copy()
         ts.destroy(); J.destroy(); X.destroy(); F.destroy()
         times, volts = np.asarray(times), np.asarray(volts)
         reached = volts[-1] <= cutoff_V + 1e-6
+        self.stop_reason = ("cut-off voltage" if reached else "time limit" if t_end >= t_max * (1 - 1e-12)
+                            else "electrolyte or particle surface exhausted")
         if failure is not None or reason < 0:
             idx = self._suspect_variable(state["prev"], yf)
-            partial = self._result(c_rate, current_A, times, volts, False, steps, solve_time, yf, y_init)
+            partial = self._result(c_rate, current_A, times, volts, False, steps, solve_time, yf, y_init,
+                                   "solver failure")
             raise SolverDivergedError(
                 f"DFN time stepping failed at t = {t_end:.6g} s (C-rate {c_rate:g}, V = {volts[-1]:.4f} V, "
                 f"reason {reason}); suspect variable: {self.describe_variable(idx)} = {yf[idx]:.6g}",
                 reason=reason, partial=partial)
-        return self._result(c_rate, current_A, times, volts, bool(reached), steps, solve_time, yf, y_init)
+        if not reached and reason == PETSc.TS.ConvergedReason.CONVERGED_ITS:
+            idx = self._suspect_variable(state["prev"], yf)
+            raise SolverDivergedError(
+                f"DFN time stepping stalled at t = {t_end:.6g} s (C-rate {c_rate:g}, V = {volts[-1]:.4f} V, "
+                f"{steps} steps); suspect variable: {self.describe_variable(idx)} = {yf[idx]:.6g}", reason=reason,
+                partial=self._result(c_rate, current_A, times, volts, False, steps, solve_time, yf, y_init,
+                                     "solver stalled"))
+        return self._result(c_rate, current_A, times, volts, bool(reached), steps, solve_time, yf, y_init,
+                            self.stop_reason)
 
     @staticmethod
-    def _result(c_rate, current_A, times, volts, reached, steps, solve_time, yf, y0):
+    def _result(c_rate, current_A, times, volts, reached, steps, solve_time, yf, y0, stop_reason):
         cap = current_A * times[-1] / 3600.0
         energy = float(np.sum(0.5 * (volts[1:] + volts[:-1]) * np.diff(times)) * current_A / 3600.0)
         return DischargeResult(c_rate=c_rate, current_A=current_A, time_s=times, voltage_V=volts,
                                capacity_Ah=cap, energy_Wh=energy, reached_cutoff=reached, steps=steps,
-                               solve_time_s=solve_time, final_state=yf, initial_state=y0)
+                               solve_time_s=solve_time, stop_reason=stop_reason, final_state=yf, initial_state=y0)

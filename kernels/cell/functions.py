@@ -64,7 +64,49 @@ def electrolyte_conductivity_Nyman2008(c_e, T):
     return 0.1297 * x ** 3 - 2.51 * _sqrt_pos(x) ** 3 + 3.329 * x
 
 
-FUNCTIONS = {f.py_func.__name__: f for f in (
-    graphite_LGM50_ocp_Chen2020, nmc_LGM50_ocp_Chen2020,
-    graphite_LGM50_exchange_current_Chen2020, nmc_LGM50_exchange_current_Chen2020,
-    electrolyte_diffusivity_Nyman2008, electrolyte_conductivity_Nyman2008)}
+# ---- dispatch by integer id, so the compiled DFN kernels are module-level and cacheable
+# (a new function is added to its category tuple AND to the matching dispatcher below)
+OCP = (graphite_LGM50_ocp_Chen2020, nmc_LGM50_ocp_Chen2020)
+EXCHANGE_CURRENT = (graphite_LGM50_exchange_current_Chen2020, nmc_LGM50_exchange_current_Chen2020)
+ELECTROLYTE_DIFFUSIVITY = (electrolyte_diffusivity_Nyman2008,)
+ELECTROLYTE_CONDUCTIVITY = (electrolyte_conductivity_Nyman2008,)
+
+
+@numba.njit(cache=True)
+def ocp(fid, sto):
+    if fid == 0:
+        return graphite_LGM50_ocp_Chen2020(sto)
+    if fid == 1:
+        return nmc_LGM50_ocp_Chen2020(sto)
+    return math.nan
+
+
+@numba.njit(cache=True)
+def exchange_current(fid, c_e, c_s_surf, c_s_max, T):
+    if fid == 0:
+        return graphite_LGM50_exchange_current_Chen2020(c_e, c_s_surf, c_s_max, T)
+    if fid == 1:
+        return nmc_LGM50_exchange_current_Chen2020(c_e, c_s_surf, c_s_max, T)
+    return math.nan
+
+
+@numba.njit(cache=True)
+def electrolyte_diffusivity(fid, c_e, T):
+    if fid == 0:
+        return electrolyte_diffusivity_Nyman2008(c_e, T)
+    return math.nan
+
+
+@numba.njit(cache=True)
+def electrolyte_conductivity(fid, c_e, T):
+    if fid == 0:
+        return electrolyte_conductivity_Nyman2008(c_e, T)
+    return math.nan
+
+
+FUNCTIONS = {f.py_func.__name__: f for f in OCP + EXCHANGE_CURRENT + ELECTROLYTE_DIFFUSIVITY + ELECTROLYTE_CONDUCTIVITY}
+
+
+def function_id(fn, category) -> int:
+    """Index of compiled function ``fn`` in its category tuple (see the dispatchers)."""
+    return category.index(fn)

@@ -37,6 +37,16 @@ _RANGES = (
 )
 
 
+def suggest_name(word: str, names) -> str:
+    """' (did you mean ...?)' preferring a name that extends the word (a dropped suffix
+    such as '_factor' or a unit), else the closest by difflib."""
+    names = [n for n in names if not n.startswith("_")]
+    longer = sorted((n for n in names if n.startswith(word)), key=len)
+    if longer:
+        return f" (did you mean '{longer[0]}'?)"
+    return suggest(word, names)
+
+
 def available_sets() -> list[str]:
     return sorted(p.stem for p in PARAMETER_DIR.glob("*.json"))
 
@@ -83,7 +93,7 @@ def load_parameter_set(name: str, overrides: dict | None = None) -> dict:
     problems = []
     for k, v in (overrides or {}).items():
         if k not in values:
-            problems.append(f"overrides: unknown parameter '{k}'{suggest(k, values)}")
+            problems.append(f"overrides: unknown parameter '{k}'{suggest_name(k, values)}")
         elif isinstance(values[k], str) and not isinstance(v, str):
             problems.append(f"overrides: '{k}' is a function ({values[k]}) and cannot be set to a number")
         else:

@@ -44,7 +44,7 @@ def centre_flux(c: np.ndarray, Dv, spacing, axis_bc=None, c_bc=(1.0, 0.0)) -> li
     return out
 
 
-def _xdmf(h5name: str, shape, spacing, datasets: dict) -> str:
+def _xdmf(h5name: str, shape, spacing, datasets: dict, root: str = "") -> str:
     dims = " ".join(str(s + 1) for s in shape)
     cdims = " ".join(str(s) for s in shape)
     h = " ".join(repr(float(x)) for x in spacing)
@@ -53,7 +53,7 @@ def _xdmf(h5name: str, shape, spacing, datasets: dict) -> str:
         attrs = "\n".join(
             f'      <Attribute Name="{n}" AttributeType="Scalar" Center="Cell">\n'
             f'        <DataItem Dimensions="{cdims}" NumberType="Float" Precision="{p}" Format="HDF">'
-            f'{h5name}:/{grid}/{n}</DataItem>\n      </Attribute>' for n, p in names)
+            f'{h5name}:{root}/{grid}/{n}</DataItem>\n      </Attribute>' for n, p in names)
         grids.append(f'    <Grid Name="{grid}" GridType="Uniform">\n'
                      f'      <Topology TopologyType="3DCoRectMesh" Dimensions="{dims}"/>\n'
                      f'      <Geometry GeometryType="ORIGIN_DXDYDZ">\n'
@@ -63,6 +63,21 @@ def _xdmf(h5name: str, shape, spacing, datasets: dict) -> str:
     body = "\n".join(grids)
     return ('<?xml version="1.0" ?>\n<!DOCTYPE Xdmf SYSTEM "Xdmf.dtd" []>\n<Xdmf Version="3.0">\n  <Domain>\n'
             f'{body}\n  </Domain>\n</Xdmf>\n')
+
+
+def write_xdmf(xdmf_path: str, h5name: str, fields: dict, spacing, root: str = "") -> str:
+    """Atomically write an XDMF file describing ``fields`` ({grid: {name: array}}) stored in
+    ``h5name`` (relative to the XDMF file) under the HDF5 group path ``root``."""
+    folder = os.path.dirname(os.path.abspath(xdmf_path)) or "."
+    os.makedirs(folder, exist_ok=True)
+    shape = next(iter(next(iter(fields.values())).values())).shape
+    listing = {g: [(n, np.asarray(a).dtype.itemsize) for n, a in arrays.items()] for g, arrays in fields.items()}
+    fd, tmp = tempfile.mkstemp(prefix=".fields.", suffix=".xdmf.tmp", dir=folder)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(_xdmf(h5name, shape, spacing, listing, root))
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, xdmf_path)
+    return xdmf_path
 
 
 def write_fields(path_h5: str, fields: dict, spacing, units: dict | None = None) -> str:

@@ -5,7 +5,7 @@
   *face counting* (sum of voxel faces between a and b, exact for the voxel geometry,
   overestimates smooth surfaces by ~3/2 on average) and *marching cubes*
   (scikit-image; area of the 0.5-isosurface of each phase's indicator after a
-  Gaussian pre-smoothing of sigma = 0.65 voxel, pair areas by
+  Gaussian pre-smoothing of sigma = 0.63 voxel, pair areas by
   inclusion-exclusion S_ab = (S_a + S_b - S_{a u b}) / 2); the domain boundary is not
   counted as surface;
 - triple-phase-boundary density (length / volume): voxel edges whose four
@@ -43,13 +43,15 @@ def face_count_area(labels: np.ndarray, a: int, b: int, spacing=(1.0, 1.0, 1.0))
 
 #: Gaussian pre-smoothing (voxels) of the indicator before marching cubes. On the raw
 #: binary indicator the isosurface keeps the voxel staircase and overestimates smooth
-#: surfaces by ~8 %; sigma = 0.65 brings spheres of radius 7-10 voxels within 1 %.
-MC_SMOOTHING_SIGMA = 0.65
+#: surfaces by ~8 %; sigma = 0.63 brings spheres of radius 7 voxels within 1 % (measured
+#: over random sub-voxel centres: -0.9 % to +0.9 %).
+MC_SMOOTHING_SIGMA = 0.63
 
 
 def marching_cubes_area(mask: np.ndarray, spacing=(1.0, 1.0, 1.0), sigma: float = MC_SMOOTHING_SIGMA) -> float:
     """Area of the 0.5-isosurface of a (smoothed) boolean indicator (scikit-image marching
-    cubes). The image is not padded, so the domain boundary is not part of the surface."""
+    cubes). The domain boundary is not part of the surface: the field is padded by
+    replication and the isosurface is clipped to the domain box."""
     from scipy import ndimage
     from skimage.measure import marching_cubes, mesh_surface_area
 
@@ -58,7 +60,11 @@ def marching_cubes_area(mask: np.ndarray, spacing=(1.0, 1.0, 1.0), sigma: float 
     field = mask.astype(np.float32)
     if sigma > 0:
         field = ndimage.gaussian_filter(field, sigma, mode="nearest")
-    verts, faces, _, _ = marching_cubes(field, level=0.5, spacing=tuple(map(float, spacing)))
+    # pad by replication so the isosurface reaches the domain faces, then clip it there
+    field = np.pad(field, 1, mode="edge")
+    verts, faces, _, _ = marching_cubes(field, level=0.5)
+    verts -= 1.0  # back to voxel-centre coordinates of the unpadded image
+    verts = np.clip(verts, -0.5, np.asarray(mask.shape) - 0.5) * np.asarray(spacing, dtype=np.float64)
     return float(mesh_surface_area(verts, faces))
 
 

@@ -112,7 +112,8 @@ class EffectiveTransport(Stage):
                            doc="electrode tortuosity tau_e: {active: phase(s), mode: ionic, axis: x, "
                                "separator: low|high}"),
         "fields": Param(bool, default=False,
-                        doc="write concentration and flux fields to <run>_<stage>_fields.h5 + .xdmf (ParaView)"),
+                        doc="store concentration and flux fields in the results file, with a <run>_<stage>.xdmf "
+                            "sidecar for ParaView"),
         "voxel_size_um": voxel_size_param(default=None),
         "solver": Param(str, default="hypre", choices=("hypre", "gamg", "mg"),
                         doc="preconditioner of CG: hypre BoomerAMG, PETSc GAMG or geometric multigrid on the DMDA"),
@@ -160,7 +161,8 @@ class EffectiveTransport(Stage):
                 "tau_e_specific_surface_um": Output("1/um", "active surface in contact with the electrolyte per volume"),
             })
         if params.get("fields"):
-            out["fields_xdmf"] = Output("", "path of the XDMF file describing the exported fields")
+            out["fields"] = Output("1", "per mode and direction: concentration (1) and flux_x/y/z (D/um) voxel fields")
+            out["fields_xdmf"] = Output("", "XDMF sidecar (ParaView) describing the fields in the results file")
         return out
 
     @classmethod
@@ -188,7 +190,7 @@ class EffectiveTransport(Stage):
         import os
 
         from .electrode import electrode_tortuosity
-        from .fields import centre_flux, write_fields
+        from .fields import centre_flux, write_xdmf
         from .homogenisation import effective_tensor
         from .multiphase import derived_metrics, phase_diffusivity
         from .percolation import percolation_report
@@ -255,11 +257,13 @@ class EffectiveTransport(Stage):
                         "tau_e_accessible_surface_fraction": res.accessible_surface_fraction,
                         "tau_e_specific_surface_um": res.surface_area / (labels.size * float(np.prod(spacing)))})
         if params["fields"]:
-            path = os.path.join(self.output_dir, f"{self.run_name}_{self.name}_fields.h5")
-            xdmf = write_fields(path, fields, spacing, units={"concentration": "1", "flux_x": "D/um",
-                                                                "flux_y": "D/um", "flux_z": "D/um"}) \
-                if comm.rank == 0 else None
-            out["fields_xdmf"] = comm.bcast(xdmf, root=0)
+            # the arrays go into the results file (<output>/<run>.h5, group /<stage>/fields);
+            # the XDMF sidecar next to it points there, so ParaView opens them directly
+            xdmf = os.path.join(self.output_dir, f"{self.run_name}_{self.name}.xdmf")
+            if comm.rank == 0:
+                write_xdmf(xdmf, f"{self.run_name}.h5", fields, spacing, root=f"/{self.name}/fields")
+            out["fields"] = fields if comm.rank == 0 else {}
+            out["fields_xdmf"] = xdmf
         return out
 
 

@@ -1,0 +1,145 @@
+"""Benchmark: ionscale DFN (PETSc TS + numba) against PyBaMM's DFN, same run.
+
+1. One 1C Chen2020 discharge, 20 cells per domain, 20 shells per particle,
+   rtol = atol = 1e-6 (PyBaMM: IDAKLUSolver). Build time reported separately;
+   re-solve time min-of-N; voltage RMS difference and capacity difference.
+2. Rate-capability sweep: C-rates x positive-electrode tortuosity factors,
+   our cases distributed over MPI COMM_WORLD ranks (split round-robin), against
+   PyBaMM's batched ``inputs`` solve (tortuosity entered through an equivalent
+   Bruggeman exponent b = 1 - ln(tau)/ln(eps), so eps**b = eps/tau) on rank 0.
+
+    python scripts/bench_cell.py [--repeat 7] [--taus 25]
+    mpirun -n 2 python scripts/bench_cell.py
+PyBaMM is a measuring peer only; without it the script says so and reports ours.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import time
+
+import numpy as np
+from mpi4py import MPI
+
+from ionscale.kernels.cell.dfn import DFNModel
+from ionscale.kernels.cell.parameters import load_parameter_set
+
+try:
+    import pybamm
+except ImportError:  # the peer is optional
+    pybamm = None
+
+
+def pybamm_sim(extra_inputs=()):
+    values = pybamm.ParameterValues("Chen2020")
+    values["Current function [A]"] = "[input]"
+    for name in extra_inputs:
+        values[name] = "[input]"
+    return pybamm.Simulation(pybamm.lithium_ion.DFN(), parameter_values=values,
+                             solver=pybamm.IDAKLUSolver(rtol=1e-6, atol=1e-6))
+
+
+def single(args, comm):
+    params = load_parameter_set("Chen2020")
+    t0 = time.perf_counter()
+    model = DFNModel(params, conductivity_average=args.average)
+    first = model.discharge(1.0)
+    build = time.perf_counter() - t0
+    times = []
+    for _ in range(args.repeat):
+        t0 = time.perf_counter()
+        res = model.discharge(1.0)
+        times.append(time.perf_counter() - t0)
+    print(f"[1C, 20 pts/domain, {model.n} unknowns, {model.n_colours} Jacobian colours] ionscale: build+first "
+          f"{build:.3f} s (model build {model.build_time_s:.3f} s), re-solve min {min(times) * 1e3:.1f} ms "
+          f"(median {np.median(times) * 1e3:.1f} ms, {res.steps} steps), capacity {res.capacity_Ah:.6f} A h")
+    if pybamm is None:
+        print("PyBaMM NOT INSTALLED: no peer comparison (pip install pybamm to measure)")
+        return
+    t0 = time.perf_counter()
+    sim = pybamm_sim()
+    sol = sim.solve([0, 1.2 * 3600], inputs={"Current function [A]": 5.0})
+    pb_build = time.perf_counter() - t0
+    pb_times = []
+    for _ in range(args.repeat):
+        t0 = time.perf_counter()
+        sol = sim.solve([0, 1.2 * 3600], inputs={"Current function [A]": 5.0})
+        pb_times.append(time.perf_counter() - t0)
+    t_ref, v_ref = sol["Time [s]"].entries, sol["Voltage [V]"].entries
+    cap_ref = sol["Discharge capacity [A.h]"].entries[-1]
+    keep = t_ref <= min(t_ref[-1], res.time_s[-1])
+    rms = math.sqrt(np.mean((np.interp(t_ref[keep], res.time_s, res.voltage_V) - v_ref[keep]) ** 2))
+    print(f"PyBaMM {pybamm.__version__}: build+first {pb_build:.3f} s, re-solve min {min(pb_times) * 1e3:.1f} ms "
+          f"(median {np.median(pb_times) * 1e3:.1f} ms), capacity {cap_ref:.6f} A h")
+    print(f"ratio re-solve ionscale/PyBaMM (min/min) = {min(times) / min(pb_times):.2f}; "
+          f"voltage RMS diff {rms * 1e3:.3f} mV; capacity rel diff {(res.capacity_Ah - cap_ref) / cap_ref:.2e}")
+
+
+def sweep(args, comm):
+    rates = [0.5, 1.0, 1.5, 2.0]
+    taus = np.linspace(1.5, 4.0, args.taus)
+    cases = [(c, tau) for c in rates for tau in taus]
+    base = load_parameter_set("Chen2020")
+    model = DFNModel(base, conductivity_average=args.average)
+    model.discharge(1.0)  # warm-up outside the timing
+    comm.Barrier()
+    t0 = time.perf_counter()
+    mine = {}
+    for i in range(comm.rank, len(cases), comm.size):
+        c, tau = cases[i]
+        model.set_parameters(load_parameter_set("Chen2020", {"positive_electrode_tortuosity_factor": tau}))
+        r = model.discharge(c)
+        mine[i] = (r.capacity_Ah, r.reached_cutoff)
+    wall = comm.allreduce(time.perf_counter() - t0, op=MPI.MAX)
+    caps = {}
+    for part in comm.allgather(mine):
+        caps.update(part)
+    ours_rate = len(cases) / wall / comm.size
+    if comm.rank == 0:
+        print(f"[sweep {len(rates)} C-rates x {len(taus)} tortuosities = {len(cases)} solves] ionscale on "
+              f"{comm.size} rank(s): {wall:.2f} s, {ours_rate:.2f} solves/s/core")
+    if pybamm is None:
+        if comm.rank == 0:
+            print("PyBaMM NOT INSTALLED: no batched-solve comparison")
+        return
+    if comm.rank == 0:
+        eps = base["positive_electrode_porosity"]
+        name = "Positive electrode Bruggeman coefficient (electrolyte)"
+        sim = pybamm_sim([name])
+        inputs = [{"Current function [A]": 5.0 * c, name: 1.0 - math.log(tau) / math.log(eps)} for c, tau in cases]
+        sim.solve([0, 1.2 * 3600 / min(rates)], inputs=inputs[:1])  # build outside the timing
+        t0 = time.perf_counter()
+        sols = sim.solve([0, 1.2 * 3600 / min(rates)], inputs=inputs)
+        pb_wall = time.perf_counter() - t0
+        pb_caps = np.array([s["Discharge capacity [A.h]"].entries[-1] for s in sols])
+        ours = np.array([caps[i][0] for i in range(len(cases))])
+        cut = np.array([caps[i][1] for i in range(len(cases))])
+        rel = np.abs(ours - pb_caps) / pb_caps
+        print(f"{np.count_nonzero(~cut)} of {len(cases)} cases stopped on electrolyte depletion in ionscale "
+              f"(PyBaMM continues through c_e <= 0 to 2.5 V); capacity rel diff over cases reaching 2.5 V in both: "
+              f"max {rel[cut].max():.2e}")
+        print(f"PyBaMM batched inputs solve (1 process): {pb_wall:.2f} s, {len(cases) / pb_wall:.2f} solves/s/core")
+        print(f"ratio solves/s/core ionscale/PyBaMM = {ours_rate / (len(cases) / pb_wall):.2f}; capacity rel diff "
+              f"max {rel.max():.2e}, median {np.median(rel):.2e}")
+    comm.Barrier()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeat", type=int, default=7)
+    ap.add_argument("--taus", type=int, default=25)
+    ap.add_argument("--average", default="harmonic", choices=("harmonic", "arithmetic"),
+                    help="electrolyte conductivity face average (arithmetic = PyBaMM's)")
+    ap.add_argument("--skip-single", action="store_true")
+    args = ap.parse_args()
+    comm = MPI.COMM_WORLD
+    if comm.rank == 0:
+        print("note: timings on a shared, loaded 2-core machine; min-of-N reported")
+    if not args.skip_single and comm.rank == 0:
+        single(args, comm)
+    comm.Barrier()
+    sweep(args, comm)
+
+
+if __name__ == "__main__":
+    main()

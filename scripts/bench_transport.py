@@ -1,0 +1,281 @@
+#!/usr/bin/env python
+"""Benchmark: ionscale tortuosity vs TauFactor 2 (CPU) and PoreSpy ``tortuosity_fd`` on the
+same volumes, in the same run.
+
+Every (case, tool) runs in its own subprocess so that the peak memory is that process's
+max RSS (``resource.getrusage``; tracemalloc misses PETSc/torch allocations). Prints wall
+time, peak memory (bytes/voxel), tau, its deviation from an over-converged ionscale
+reference, and the ratios to ionscale. Also: 1 -> 2 ranks efficiency, a STREAM-like
+triad bandwidth measured with numpy, and the bandwidth of one operator application.
+
+    .venv/bin/python scripts/bench_transport.py                      # default cases
+    .venv/bin/python scripts/bench_transport.py --cases gen200_p35 --tools ionscale,taufactor
+    .venv/bin/python scripts/bench_transport.py --repeat 3            # min of 3 wall times
+
+Cases: ``real_pore`` / ``real_pore_cbd`` (../shared/data/electrode.tiff, phase 0 / phases 0+170),
+``genN_pXX`` (overlapping spheres N^3, porosity XX %). Peers are optional: a missing peer
+is reported as such, never an error. The solve direction is x (axis 0) for all tools.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ELECTRODE = ROOT.parent / "shared" / "data" / "electrode.tiff"
+DEFAULT_CASES = "real_pore,real_pore_cbd,gen200_p20,gen200_p35,gen200_p50"
+DEFAULT_TOOLS = "ionscale,taufactor,porespy"
+
+
+# ----------------------------------------------------------------------------- volumes
+def load_case(case: str):
+    import numpy as np
+
+    if case.startswith("real_"):
+        from ionscale.kernels.imaging.io import read_volume
+
+        if not ELECTRODE.exists():
+            raise FileNotFoundError(f"{ELECTRODE} is absent")
+        labels = read_volume(str(ELECTRODE))
+        return labels == 0 if case == "real_pore" else np.isin(labels, (0, 170))
+    if case.startswith("gen"):
+        from ionscale.kernels.mesostructure import overlapping_spheres
+
+        size, por = case[3:].split("_p")
+        n = int(size)
+        return ~overlapping_spheres((n, n, n), radius=6, porosity=int(por) / 100, seed=7)
+    raise ValueError(f"unknown case {case}")
+
+
+# ----------------------------------------------------------------------------- workers
+def peak_rss_bytes() -> int:
+    """High-water resident memory of this process (VmHWM). Unlike ru_maxrss it is not
+    inherited from the parent across fork/exec."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def worker(tool: str, case: str, opts: dict) -> dict:
+    """Runs in a child process; returns a JSON-able dict (rank 0). The wall time runs from
+    the image in memory (libraries imported) to tau."""
+    import numpy as np
+
+    mask = load_case(case)
+    out = {"tool": tool, "case": case, "voxels": int(mask.size), "porosity": float(mask.mean())}
+    if tool in ("ionscale", "reference"):
+        import petsc4py
+
+        petsc4py.init([sys.argv[0]])
+        from mpi4py import MPI
+
+        from ionscale.kernels.transport.tortuosity import solve_direction
+
+        comm = MPI.COMM_WORLD
+        comm.Barrier()
+        t0 = time.perf_counter()
+        if tool == "reference":
+            r = solve_direction(mask, 0, comm, rtol=1e-10, flux_tol=1e-8, solver="hypre", prefix="ref_")
+        else:
+            r = solve_direction(mask, 0, comm, rtol=opts.get("rtol", 1e-6), flux_tol=opts.get("flux_tol", 1e-4),
+                                solver=opts.get("solver"), prefix="bench_")
+        out.update(tau=r.tau, iterations=r.iterations, flux_mismatch=r.flux_mismatch,
+                   relative_residual=r.relative_residual, setup_s=r.setup_time_s, solve_s=r.solve_time_s,
+                   ranks=comm.size)
+        out["wall_s"] = comm.allreduce(time.perf_counter() - t0, op=MPI.MAX)
+        out["peak_rss_bytes"] = comm.allreduce(peak_rss_bytes())  # all ranks together
+        if tool == "ionscale" and opts.get("matvec"):
+            out.update(matvec_bandwidth(mask, comm))
+        if comm.rank != 0:
+            return {}
+    elif tool == "taufactor":
+        import taufactor as tf
+        import torch
+
+        torch.set_num_threads(opts.get("threads", 2))
+        t0 = time.perf_counter()
+        s = tf.Solver(mask.astype(np.uint8), device="cpu")
+        tau = s.solve(verbose=False, conv_crit=opts.get("conv_crit", 1e-2), iter_limit=100000)
+        out.update(tau=float(np.asarray(tau).ravel()[0]), iterations=int(s.iter))
+        out["wall_s"] = time.perf_counter() - t0
+        out["peak_rss_bytes"] = peak_rss_bytes()
+    elif tool == "porespy":
+        import openpnm  # noqa: F401  (imported before the clock starts)
+        import porespy as ps
+        import pyamg  # noqa: F401
+
+        t0 = time.perf_counter()
+        r = ps.simulations.tortuosity_fd(mask, axis=0, ftol=opts.get("flux_tol", 1e-4))
+        # PoreSpy normalises by the porosity after trimming; convert to TauFactor's
+        # definition D_eff = eps_total / tau used by ionscale and TauFactor
+        out.update(tau=float(r.tortuosity * r.original_porosity / r.effective_porosity),
+                   tau_porespy_definition=float(r.tortuosity))
+        out["wall_s"] = time.perf_counter() - t0
+        out["peak_rss_bytes"] = peak_rss_bytes()
+    else:
+        raise ValueError(tool)
+    out["bytes_per_voxel"] = out["peak_rss_bytes"] / mask.size
+    return out
+
+
+def matvec_bandwidth(mask, comm) -> dict:
+    """Seconds per operator application and its effective bandwidth (12 bytes per nonzero
+    + 16 bytes per row: values, column indices, x read, y written)."""
+    from ionscale.kernels.transport.percolation import percolating_mask
+    from ionscale.kernels.transport.tortuosity import assemble, create_dmda
+
+    da = create_dmda(mask.shape, comm)
+    A, b, _, _ = assemble(mask, 0, da, spanning=percolating_mask(mask, 0))
+    y = b.duplicate()
+    best = float("inf")
+    for _ in range(5):
+        comm.Barrier()
+        t = time.perf_counter()
+        for _ in range(10):
+            A.mult(b, y)
+        comm.Barrier()
+        best = min(best, (time.perf_counter() - t) / 10)
+    nnz = comm.allreduce(A.getInfo()["nz_used"])
+    nbytes = 12 * nnz + 16 * mask.size
+    for o in (A, b, y, da):
+        o.destroy()
+    return {"matvec_s": best, "matvec_bytes": nbytes, "matvec_gbs": nbytes / best / 1e9, "nnz_per_row": nnz / mask.size}
+
+
+def stream_triad(n=40_000_000, repeat=5) -> float:
+    """numpy triad a = b + s * c (24 bytes/element counted, no write-allocate): GB/s, best of N."""
+    import numpy as np
+
+    b = np.random.rand(n)
+    c = np.random.rand(n)
+    a = np.empty(n)
+    best = float("inf")
+    for _ in range(repeat):
+        t = time.perf_counter()
+        np.multiply(c, 3.0, out=a)
+        np.add(a, b, out=a)  # two passes: 2 reads + 1 write, then 2 reads + 1 write
+        best = min(best, time.perf_counter() - t)
+    return 6 * 8 * n / best / 1e9
+
+
+# ----------------------------------------------------------------------------- driver
+def run_child(tool, case, opts, ranks=1, timeout=1800):
+    cmd = [sys.executable, __file__, "--worker", tool, "--case", case, "--opts", json.dumps(opts)]
+    if ranks > 1:
+        cmd = ["mpirun", "--oversubscribe", "-n", str(ranks), *cmd]
+    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+               OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1" if ranks > 1 else "2"))
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
+    except subprocess.TimeoutExpired:
+        return {"tool": tool, "case": case, "error": f"timeout after {timeout} s"}
+    lines = [l for l in p.stdout.splitlines() if l.startswith("RESULT ")]
+    if p.returncode != 0 or not lines:
+        err = (p.stderr or p.stdout).strip().splitlines()
+        return {"tool": tool, "case": case, "error": err[-1] if err else f"exit {p.returncode}"}
+    return json.loads(lines[-1][7:])
+
+
+def peer_available(tool):
+    mod = {"taufactor": "taufactor", "porespy": "openpnm"}.get(tool)
+    if mod is None:
+        return True, ""
+    import importlib.util
+
+    for m in ([mod, "porespy", "pyamg"] if tool == "porespy" else [mod]):
+        if importlib.util.find_spec(m) is None:
+            return False, f"{tool} not installed (missing module {m}); pip install -c scripts/constraints.txt " \
+                          f"{'porespy openpnm pyamg' if tool == 'porespy' else 'taufactor'}"
+    return True, ""
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cases", default=DEFAULT_CASES)
+    ap.add_argument("--tools", default=DEFAULT_TOOLS)
+    ap.add_argument("--repeat", type=int, default=1, help="runs per (case, tool); the minimum wall time is kept")
+    ap.add_argument("--solver", default=None, help="ionscale preconditioner (hypre, gamg, mg)")
+    ap.add_argument("--conv-crit", type=float, default=1e-2, help="TauFactor convergence criterion")
+    ap.add_argument("--ranks", type=int, default=2, help="also run ionscale on this many ranks (0: skip)")
+    ap.add_argument("--timeout", type=int, default=1800)
+    ap.add_argument("--json", default=None, help="write all results to this JSON file")
+    ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--case", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--opts", default="{}", help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.worker:
+        res = worker(a.worker, a.case, json.loads(a.opts))
+        if res:
+            print("RESULT " + json.dumps(res), flush=True)
+        return
+
+    print(f"# bench_transport  {time.strftime('%Y-%m-%d %H:%M:%S')}  cpus={os.cpu_count()}  "
+          f"load={os.getloadavg()[0]:.1f} (other work on the machine makes timings noisy)")
+    bw = stream_triad()
+    print(f"# STREAM-like numpy triad bandwidth: {bw:.2f} GB/s (1 thread)")
+    tools = a.tools.split(",")
+    all_results = []
+    for case in a.cases.split(","):
+        if case.startswith("real_") and not ELECTRODE.exists():
+            print(f"\n## {case}: skipped, {ELECTRODE} is absent")
+            continue
+        print(f"\n## {case}")
+        ref = run_child("reference", case, {}, timeout=a.timeout)
+        all_results.append(ref)
+        tau_ref = ref.get("tau", float("nan"))
+        print(f"  reference (ionscale rtol 1e-10, flux 1e-8): tau = {tau_ref:.6f}  "
+              f"({ref.get('error', '')}{ref.get('iterations', '')} its)")
+        rows = {}
+        for tool in tools:
+            ok, why = peer_available(tool)
+            if not ok:
+                print(f"  {tool:10s} MISSING: {why}")
+                continue
+            opts = {"solver": a.solver, "conv_crit": a.conv_crit, "matvec": True}
+            best = None
+            for _ in range(a.repeat):
+                r = run_child(tool, case, opts, timeout=a.timeout)
+                if "error" in r:
+                    best = r
+                    break
+                if best is None or r["wall_s"] < best["wall_s"]:
+                    best = r
+            rows[tool] = best
+            all_results.append(best)
+        if a.ranks > 1 and "ionscale" in tools:
+            r2 = run_child("ionscale", case, {"solver": a.solver}, ranks=a.ranks, timeout=a.timeout)
+            rows[f"ionscale x{a.ranks}"] = r2
+            all_results.append(r2)
+        base = rows.get("ionscale", {})
+        for name, r in rows.items():
+            if "error" in r:
+                print(f"  {name:12s} FAILED: {r['error']}")
+                continue
+            dev = (r["tau"] / tau_ref - 1) * 100 if tau_ref == tau_ref else float("nan")
+            ratio = r["wall_s"] / base["wall_s"] if base.get("wall_s") else float("nan")
+            extra = ""
+            if "iterations" in r:
+                extra += f" its={r['iterations']}"
+            if name == "ionscale" and "matvec_s" in r:
+                extra += (f" s/it/voxel={r['solve_s'] / max(r['iterations'], 1) / r['voxels']:.2e}"
+                          f" matvec={r['matvec_gbs']:.2f}GB/s ({r['matvec_gbs'] / bw * 100:.0f}% of triad)")
+            if name.startswith("ionscale x"):
+                eff = base["wall_s"] / (a.ranks * r["wall_s"]) * 100 if base.get("wall_s") else float("nan")
+                extra += f" parallel efficiency={eff:.0f}%"
+            print(f"  {name:12s} tau={r['tau']:.5f} ({dev:+.3f}% vs ref)  wall={r['wall_s']:8.2f}s "
+                  f"(x{ratio:.2f} of ionscale)  peak={r['peak_rss_bytes'] / 2**30:.2f}GiB "
+                  f"({r['bytes_per_voxel']:.0f} B/voxel){extra}")
+    if a.json:
+        Path(a.json).write_text(json.dumps({"stream_gbs": bw, "results": all_results}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""The ``dfn`` stage: C-rates shared over ranks with identical outputs, PNG written,
+deck-time rejection of unknown / unphysical overrides, and the deck end to end."""
+from __future__ import annotations
+
+import os
+import tempfile
+
+import numpy as np
+import pytest
+
+from ionscale.deck import load_deck_text
+from ionscale.errors import DeckError
+from ionscale.kernels.cell.stages import DFN
+from ionscale.stage import StageInputs
+
+pytestmark = pytest.mark.mpi
+
+PARAMS = dict(parameter_set="Chen2020", overrides={"positive_electrode_tortuosity_factor": 2.0},
+              c_rates=[0.5, 1.0, 2.0], protocol="constant_current", cutoff_V=None, points=[8, 6, 8],
+              r_points=[8, 8], rtol=1e-6, atol=1e-6, plot=True, petsc={})
+
+
+def test_rates_distributed_over_ranks_give_identical_physical_outputs(comm):
+    out_dir = comm.bcast(tempfile.mkdtemp(prefix="ionscale_dfn_") if comm.rank == 0 else None)
+    stage = DFN("cell")
+    stage.output_dir = out_dir
+    out = stage.run(comm, StageInputs(), dict(PARAMS))
+    assert set(out) == set(DFN.outputs)
+    everyone = comm.allgather(np.concatenate([out["capacity_Ah"], out["energy_Wh"]]))
+    for other in everyone[1:]:
+        np.testing.assert_array_equal(other, everyone[0])
+    caps = out["capacity_Ah"]
+    assert np.all(np.diff(caps) < 0)  # rate capability: capacity falls with C-rate
+    assert np.all(out["reached_cutoff"] == 1)
+    for c, cap in zip(PARAMS["c_rates"], caps):
+        curve = out["curves"][f"{c:g}C"]
+        assert curve["capacity_Ah"][-1] == pytest.approx(cap, rel=1e-12)
+        assert curve["voltage_V"][-1] == pytest.approx(2.5, abs=1e-6)
+    assert out["transport_efficiency"]["positive_electrode"] == pytest.approx(0.335 / 2.0)
+    if comm.rank == 0:
+        with open(out["plot_path"], "rb") as fh:
+            assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+DECK = """
+run: {{name: t, output: out}}
+stages:
+  cell:
+    type: dfn
+    overrides: {{{override}}}
+    c_rates: [1]
+"""
+
+
+@pytest.mark.parametrize("override, message", [
+    ("positive_electrode_tortuosity: 2.0", "did you mean 'positive_electrode_tortuosity_factor'"),
+    ("positive_electrode_porosity: 1.5", "positive_electrode_porosity' = 1.5 is outside its physical range"),
+    ("separator_tortuosity_factor: 0.5", "separator_tortuosity_factor' = 0.5 is outside"),
+])
+def test_overrides_checked_when_the_deck_is_read(override, message):
+    with pytest.raises(DeckError, match=message):
+        load_deck_text(DECK.format(override=override))
+
+
+def test_spm_stage_shares_parameters_and_matches_the_spm_kernel(comm):
+    from ionscale.kernels.cell.parameters import load_parameter_set
+    from ionscale.kernels.cell.spm import SPMModel
+    from ionscale.kernels.cell.stages import SPM
+
+    out_dir = comm.bcast(tempfile.mkdtemp(prefix="ionscale_spm_") if comm.rank == 0 else None)
+    stage = SPM("spm")
+    stage.output_dir = out_dir
+    params = {k: v for k, v in PARAMS.items() if k != "points"}
+    params.update(c_rates=[1.0, 2.0], overrides={})
+    out = stage.run(comm, StageInputs(), params)
+    direct = SPMModel(load_parameter_set("Chen2020"), r_points=(8, 8)).discharge(2.0)
+    assert out["capacity_Ah"][1] == pytest.approx(direct.capacity_Ah, rel=1e-9)
+    assert out["capacity_Ah"][0] > out["capacity_Ah"][1]
