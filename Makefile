@@ -16,8 +16,11 @@ PYTEST_ARGS ?=
 setup:
 	@bash scripts/setup.sh
 
+# tortuosity of a generated electrode, then the multiscale chain
+# structure -> tortuosity -> DFN rate capability (curves in HDF5 + PNG under results/demo)
 demo: setup
 	$(MPIRUN) -n $(NP) $(VENV)/bin/ionscale run inputs/tortuosity.yaml --output results/demo
+	$(MPIRUN) -n $(NP) $(VENV)/bin/ionscale run inputs/rate_capability.yaml --output results/demo
 
 test: setup
 	$(MAKE) --no-print-directory test-serial test-mpi

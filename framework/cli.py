@@ -135,18 +135,29 @@ def _cmd_run(args, comm, log) -> int:
 
 
 def summary_table(runner) -> str:
-    """Scalar outputs of each stage, with units, one line each."""
+    """Scalar outputs (and short 1-D arrays) of each stage, with units, one line each."""
     import numbers
+
+    import numpy as np
+
+    def short(v):
+        if isinstance(v, numbers.Number) and not isinstance(v, bool):
+            return f"{v:<14.6g}"
+        arr = np.asarray(v) if isinstance(v, (list, np.ndarray)) else None
+        if arr is not None and arr.ndim == 1 and 0 < arr.size <= 8 and arr.dtype.kind in "iuf":
+            return "[" + ", ".join(f"{x:.5g}" for x in arr) + "]"
+        return None
 
     lines = []
     for name, rec in runner.records.items():  # name carries a "[case i] " label in sweeps
-        scalars = [(k, v) for k, v in rec.outputs.items()
-                   if isinstance(v, numbers.Number) and not isinstance(v, bool)]
         tag = " (reused)" if rec.reused else ""
         lines.append(f"{name} [{rec.type}] {rec.wall_time_s:.2f} s{tag}")
-        for k, v in scalars:
+        for k, v in rec.outputs.items():
+            text = short(v)
+            if text is None:
+                continue
             units = rec.units.get(k, "")
-            lines.append(f"    {k:<28} {v:<14.6g} {units if units and units != '1' else ''}".rstrip())
+            lines.append(f"    {k:<28} {text} {units if units and units != '1' else ''}".rstrip())
     return "\n".join(lines)
 
 

@@ -114,3 +114,27 @@ def test_solver_failure_names_time_and_variable_and_keeps_partial_curve(coarse):
     partial = err.value.partial
     assert partial is not None and partial.time_s.size == partial.voltage_V.size
     assert not partial.reached_cutoff
+
+
+def test_ocp_table_reproduces_the_ocp_function_it_samples(chen):
+    from ionscale.errors import InputDataError
+    from ionscale.kernels.cell.parameters import ocp_table
+
+    x = np.linspace(0.2, 1.0, 801)  # NMC range used by a discharge (sto 0.27 -> ~0.9)
+    table = ocp_table(x, [nmc_LGM50_ocp_Chen2020(s) for s in x], "positive_electrode_ocp_V")
+    tabled = load_parameter_set("Chen2020", {"positive_electrode_ocp_V": table})
+    ref = DFNModel(chen, points=(8, 6, 8), r_points=(8, 8)).discharge(1.0)
+    model = DFNModel(tabled, points=(8, 6, 8), r_points=(8, 8))
+    assert model._fids[1] == -1  # really interpolating
+    r = model.discharge(1.0)
+    # linear interpolation error of the OCP at spacing 1e-3 is ~ h^2 U''/8 < 1e-4 V, plus the
+    # linear interpolation between the two runs' adaptive steps (compared away from the steep
+    # end of discharge, where a tiny time shift is a large dV)
+    flat = ref.voltage_V > 3.0
+    dv = np.interp(ref.time_s[flat], r.time_s, r.voltage_V) - ref.voltage_V[flat]
+    assert np.max(np.abs(dv)) < 5e-4
+    assert r.capacity_Ah == pytest.approx(ref.capacity_Ah, rel=1e-4)
+    with pytest.raises(InputDataError, match="positive_electrode_ocp_V.*strictly increasing"):
+        ocp_table(x[::-1], x, "positive_electrode_ocp_V")
+    with pytest.raises(DeckError, match="only OCP parameters"):
+        load_parameter_set("Chen2020", {"separator_porosity": table})

@@ -16,6 +16,7 @@ from ionscale.stage import StageInputs
 pytestmark = pytest.mark.mpi
 
 PARAMS = dict(parameter_set="Chen2020", overrides={"positive_electrode_tortuosity_factor": 2.0},
+              negative_ocp_table=None, positive_ocp_table=None,
               c_rates=[0.5, 1.0, 2.0], protocol="constant_current", cutoff_V=None, points=[8, 6, 8],
               r_points=[8, 8], rtol=1e-6, atol=1e-6, plot=True, petsc={})
 
@@ -76,3 +77,17 @@ def test_spm_stage_shares_parameters_and_matches_the_spm_kernel(comm):
     direct = SPMModel(load_parameter_set("Chen2020"), r_points=(8, 8)).discharge(2.0)
     assert out["capacity_Ah"][1] == pytest.approx(direct.capacity_Ah, rel=1e-9)
     assert out["capacity_Ah"][0] > out["capacity_Ah"][1]
+
+
+def test_ocp_table_inputs_replace_the_ocp_function(comm):
+    from ionscale.kernels.cell.functions import nmc_LGM50_ocp_Chen2020
+
+    x = np.linspace(0.2, 1.0, 401)
+    shifted = np.array([nmc_LGM50_ocp_Chen2020(s) for s in x]) + 0.05  # a cathode 50 mV higher
+    params = dict(PARAMS, c_rates=[1.0], plot=False)
+    base = DFN("cell").run(comm, StageInputs(), dict(params))
+    params["positive_ocp_table"] = [x, shifted]
+    out = DFN("cell").run(comm, StageInputs(), params)
+    v0, v1 = base["curves"]["1C"]["voltage_V"], out["curves"]["1C"]["voltage_V"]
+    assert v1[0] - v0[0] == pytest.approx(0.05, abs=2e-4)
+    assert out["energy_Wh"][0] > base["energy_Wh"][0]

@@ -16,12 +16,16 @@ Equations (j > 0 for Li leaving the particle, I > 0 on discharge)::
     V = phi_s(L) - phi_s(0)
 
 B = eps / tau is the transport efficiency (tortuosity factor tau or Bruggeman).
-The finite-volume scheme follows PyBaMM's (cell-centred uniform sub-meshes,
-harmonic D_e and (optionally, as PyBaMM) weighted-arithmetic kappa, chi at faces, linear extrapolation for
-surface and boundary values, volume-weighted spherical divergence) so both codes
-discretise the same equations. Time: PETSc TS (BDF, adaptive) on the index-1 DAE
-``M y' = f(y)``; the Jacobian ``shift M - df/dy`` is a coloured finite-difference
-one evaluated by numba from the structural sparsity, and factorised by LU.
+The finite-volume scheme follows PyBaMM's (cell-centred uniform sub-meshes, harmonic
+face means for B D_e and chi, linear extrapolation for surface and boundary values,
+volume-weighted spherical divergence, floors c_e >= 10 mol/m3 in D_e and kappa and
+>= 0.01 in chi). B kappa at faces is the harmonic mean by default (second-order
+convergence where B jumps between regions); ``conductivity_average="arithmetic"``
+is PyBaMM's weighted arithmetic mean. Time: PETSc TS (BDF, adaptive) on the
+index-1 DAE ``M y' = f(y)``; the Jacobian ``shift M - df/dy`` is a coloured
+finite-difference one evaluated by numba from the structural sparsity, factorised
+by LU. TS events stop the discharge at the cut-off voltage, at particle-surface
+exhaustion and at electrolyte depletion (c_e < 1e-6 c_e0).
 """
 from __future__ import annotations
 
@@ -39,7 +43,7 @@ from ionscale.petsc_options import scoped_options
 
 from .functions import (ELECTROLYTE_CONDUCTIVITY, ELECTROLYTE_DIFFUSIVITY, EXCHANGE_CURRENT, FARADAY, OCP, R_GAS,
                         electrolyte_conductivity, electrolyte_diffusivity, exchange_current, function_id, ocp)
-from .parameters import function, transport_efficiency
+from .parameters import function, ocp_callable, transport_efficiency
 
 _REGIONS = ("negative_electrode", "separator", "positive_electrode")
 
@@ -69,7 +73,7 @@ class DischargeResult:
 # ---- compiled kernels (module level so numba caches them; property functions by id) ----
 
 @numba.njit(cache=True)
-def rhs(y, i_app, out, geo, dx, xc, eps, brug, a_s, fids, T):
+def rhs(y, i_app, out, geo, dx, xc, eps, brug, a_s, fids, ocp_tab, T):
     # geo: Nn, Ns, Np, Nrn, Nrp, csmax_n, csmax_p, Rn, Rp, Ds_n, Ds_p, sig_n, sig_p,
     #      c0, tplus, tdf, alg_scale
     Nn = int(geo[0]); Ns = int(geo[1]); Np = int(geo[2]); Nrn = int(geo[3]); Nrp = int(geo[4])
@@ -97,10 +101,12 @@ def rhs(y, i_app, out, geo, dx, xc, eps, brug, a_s, fids, T):
             ix = x0 + i
             ce = y[o_ce + ix] * c0
             if e == 0:
-                U = ocp(fids[0], sto_surf)
+                U = ocp(fids[0], sto_surf) if fids[0] >= 0 else np.interp(sto_surf, ocp_tab[0, :fids[6]],
+                                                                          ocp_tab[1, :fids[6]])
                 j0 = exchange_current(fids[2], ce, sto_surf * cmax, cmax, T)
             else:
-                U = ocp(fids[1], sto_surf)
+                U = ocp(fids[1], sto_surf) if fids[1] >= 0 else np.interp(sto_surf, ocp_tab[2, :fids[7]],
+                                                                          ocp_tab[3, :fids[7]])
                 j0 = exchange_current(fids[3], ce, sto_surf * cmax, cmax, T)
             eta = y[o_ps + i] - y[o_pe + ix] - U
             jj = 2.0 * j0 * math.sinh(0.5 * eta / RT_F)
@@ -173,16 +179,16 @@ def rhs(y, i_app, out, geo, dx, xc, eps, brug, a_s, fids, T):
 
 @numba.njit(cache=True)
 def fd_jacobian(y, i_app, shift, mass, diag_pos, n_colours, col_ptr, col_idx, csc_ptr, csc_rows,
-                csc_to_csr, data, f0, ftmp, ytmp, geo, dx, xc, eps, brug, a_s, fids, T):
+                csc_to_csr, data, f0, ftmp, ytmp, geo, dx, xc, eps, brug, a_s, fids, ocp_tab, T):
     n = y.size
-    rhs(y, i_app, f0, geo, dx, xc, eps, brug, a_s, fids, T)
+    rhs(y, i_app, f0, geo, dx, xc, eps, brug, a_s, fids, ocp_tab, T)
     for q in range(n):
         ytmp[q] = y[q]
     for c in range(n_colours):
         for p in range(col_ptr[c], col_ptr[c + 1]):
             col = col_idx[p]
             ytmp[col] = y[col] + 1.5e-8 * max(abs(y[col]), 1.0)
-        rhs(ytmp, i_app, ftmp, geo, dx, xc, eps, brug, a_s, fids, T)
+        rhs(ytmp, i_app, ftmp, geo, dx, xc, eps, brug, a_s, fids, ocp_tab, T)
         for p in range(col_ptr[c], col_ptr[c + 1]):
             col = col_idx[p]
             hcol = ytmp[col] - y[col]
@@ -221,12 +227,7 @@ class DFNModel:
             raise ValueError("need at least 2 cells per domain in x and 3 shells in r")
         self.conductivity_average = conductivity_average
         self._set_values(params)
-        fns = tuple(function(self.params, k) for k in _FUNCTION_KEYS)
-        cats = (OCP, OCP, EXCHANGE_CURRENT, EXCHANGE_CURRENT, ELECTROLYTE_DIFFUSIVITY, ELECTROLYTE_CONDUCTIVITY)
-        self._fids = np.array([function_id(f, c) for f, c in zip(fns, cats)], dtype=np.int64)
         self._rhs, self._fdjac = rhs, fd_jacobian
-        self._ocp_p = fns[1]
-        self._ocp_n = fns[0]
         # layout
         Nx = self.Nn + self.Ns + self.Np
         self.o_sp = self.Nn * self.Nrn
@@ -242,15 +243,29 @@ class DFNModel:
         self.build_time_s = time.perf_counter() - t0
 
     def set_parameters(self, params: dict):
-        """Swap in new parameter values (same property functions and mesh), e.g. a
-        tortuosity factor in a sweep, without recompiling or recolouring."""
-        fkeys = _FUNCTION_KEYS
-        if tuple(function(params, k) for k in fkeys) != tuple(function(self.params, k) for k in fkeys):
-            raise ValueError("set_parameters cannot change property functions; build a new DFNModel")
+        """Swap in new parameter values on the same mesh (e.g. a tortuosity factor or an
+        OCP table in a sweep) without recompiling or recolouring: the sparsity pattern
+        does not depend on the values."""
         self._set_values(params)
 
     def _set_values(self, params: dict):
         self.params = p = params
+        # property functions by id (-1: OCP from a table in ocp_tab rows 0-1 / 2-3)
+        cats = (OCP, OCP, EXCHANGE_CURRENT, EXCHANGE_CURRENT, ELECTROLYTE_DIFFUSIVITY, ELECTROLYTE_CONDUCTIVITY)
+        fns = [function(p, k) for k in _FUNCTION_KEYS]
+        tables = [p[k] if isinstance(p[k], dict) else None for k in _FUNCTION_KEYS[:2]]
+        m = max([2] + [t["x"].size for t in tables if t is not None])
+        self._ocp_tab = np.zeros((4, m))
+        lengths = [2, 2]
+        for e, t in enumerate(tables):
+            if t is not None:
+                lengths[e] = t["x"].size
+                self._ocp_tab[2 * e, :lengths[e]] = t["x"]
+                self._ocp_tab[2 * e + 1, :lengths[e]] = t["ocv_V"]
+        self._fids = np.array([-1 if f is None else function_id(f, c) for f, c in zip(fns, cats)] + lengths,
+                              dtype=np.int64)
+        self._ocp_n = ocp_callable(p, _FUNCTION_KEYS[0])
+        self._ocp_p = ocp_callable(p, _FUNCTION_KEYS[1])
         Nx = self.Nn + self.Ns + self.Np
         Ls = [p["negative_electrode_thickness_m"], p["separator_thickness_m"], p["positive_electrode_thickness_m"]]
         counts = [self.Nn, self.Ns, self.Np]
@@ -280,7 +295,7 @@ class DFNModel:
     # ---- helpers -------------------------------------------------------------
     def _eval_rhs(self, y, i_app, out=None):
         out = np.empty(self.n) if out is None else out
-        self._rhs(y, i_app, out, self.geo, self.dx, self.xc, self.eps, self.brug, self.a_s, self._fids, self.T)
+        self._rhs(y, i_app, out, self.geo, self.dx, self.xc, self.eps, self.brug, self.a_s, self._fids, self._ocp_tab, self.T)
         return out
 
     def initial_state(self) -> np.ndarray:
@@ -367,7 +382,7 @@ class DFNModel:
         """CSR values of ``shift*M - df/dy`` on the structure ``(indptr, indices)``."""
         self._fdjac(y, i_app, shift, self.mass, self.diag_pos, self.n_colours, self.col_ptr, self.col_idx,
                     self.csc_ptr, self.csc_rows, self.csc_to_csr, self._jdata, self._f0, self._ftmp, self._ytmp,
-                    self.geo, self.dx, self.xc, self.eps, self.brug, self.a_s, self._fids, self.T)
+                    self.geo, self.dx, self.xc, self.eps, self.brug, self.a_s, self._fids, self._ocp_tab, self.T)
         return self._jdata
 
     def consistent_algebraic(self, y, i_app, tol=1e-9, maxit=30):
@@ -466,10 +481,10 @@ class DFNModel:
         J.setOption(PETSc.Mat.Option.NEW_NONZERO_ALLOCATION_ERR, True)
         rhs, mass, f_buf = self._rhs, self.mass, np.empty(self.n)
         geo, dx, xc, eps, brug, a_s, T = self.geo, self.dx, self.xc, self.eps, self.brug, self.a_s, self.T
-        fids = self._fids
+        fids, ocp_tab = self._fids, self._ocp_tab
 
         def ifunction(ts, t, x, xdot, f):
-            rhs(x.getArray(readonly=True), i_app, f_buf, geo, dx, xc, eps, brug, a_s, fids, T)
+            rhs(x.getArray(readonly=True), i_app, f_buf, geo, dx, xc, eps, brug, a_s, fids, ocp_tab, T)
             f.setArray(mass * xdot.getArray(readonly=True) - f_buf)
 
         def ijacobian(ts, t, x, xdot, shift, A, P):
@@ -480,7 +495,8 @@ class DFNModel:
                 A.assemble()
 
         times, volts = [0.0], [self.voltage(y)]
-        state = {"prev": y.copy()}
+        # the last two accepted states: on failure, the fastest-changing unknown is the suspect
+        state = {"prev": y.copy(), "cur": y.copy()}
 
         def monitor(ts, step, t, x):
             if step == 0:
@@ -488,6 +504,7 @@ class DFNModel:
             xa = x.getArray(readonly=True)
             times.append(t)
             volts.append(self.voltage(xa))
+            state["prev"], state["cur"] = state["cur"], xa.copy()
 
         def event(ts, t, x, fvalue):
             xa = x.getArray(readonly=True)
@@ -543,7 +560,8 @@ class DFNModel:
         solve_time = time.perf_counter() - t0
         t_end = ts.getTime()
         steps = ts.getStepNumber()
-        self.last_stats = dict(reason=int(reason), t_end=t_end, steps=steps, snes_its=ts.getSNESIterations(), rejects=ts.getStepRejections(), snes_fails=ts.getSNESFailures())
+        self.last_stats = dict(reason=int(reason), t_end=t_end, steps=steps, snes_its=ts.getSNESIterations(),
+                               rejects=ts.getStepRejections(), snes_fails=ts.getSNESFailures())
         yf = X.getArray().copy()
         ts.destroy(); J.destroy(); X.destroy(); F.destroy()
         times, volts = np.asarray(times), np.asarray(volts)

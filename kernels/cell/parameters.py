@@ -1,7 +1,8 @@
 """Parameter sets for the cell models: JSON files in ``parameters/`` with units in
 the key names (``_m``, ``_m2_s``, ``_S_m``, ``_mol_m3``, ``_Ah``, ``_K``, ``_V``);
 property functions are strings ``"fn:NAME"`` naming a function of
-:mod:`ionscale.kernels.cell.functions`.
+:mod:`ionscale.kernels.cell.functions`; an OCP may instead be a table
+``{"x": [...], "ocv_V": [...]}`` (see :func:`ocp_table`).
 
 Effective electrolyte transport in region k uses the transport efficiency
 ``B_k = eps_k / tau_k`` with ``tau_k`` the region's tortuosity factor when given,
@@ -12,6 +13,8 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+
+import numpy as np
 
 from ionscale.errors import DeckError, InputDataError
 from ionscale.params import suggest
@@ -60,7 +63,7 @@ def _range_of(name):
 
 def check_value(name: str, value) -> str | None:
     """Return a message if ``value`` is outside the physical range of parameter ``name``."""
-    if value is None or isinstance(value, str):
+    if value is None or isinstance(value, (str, dict)):
         return None
     v = float(value)
     if not math.isfinite(v):
@@ -77,7 +80,7 @@ def check_value(name: str, value) -> str | None:
 
 def load_parameter_set(name: str, overrides: dict | None = None) -> dict:
     """Load set ``name`` (a file stem of ``parameters/`` or a path to a JSON file)
-    and apply ``overrides`` (numbers only). Raises DeckError for unknown names or
+    and apply ``overrides`` (numbers; for ``*_ocp_V`` also an :func:`ocp_table`). Raises DeckError for unknown names or
     out-of-range values (all problems listed), InputDataError for a broken file."""
     path = Path(name)
     if path.suffix != ".json":
@@ -94,7 +97,9 @@ def load_parameter_set(name: str, overrides: dict | None = None) -> dict:
     for k, v in (overrides or {}).items():
         if k not in values:
             problems.append(f"overrides: unknown parameter '{k}'{suggest_name(k, values)}")
-        elif isinstance(values[k], str) and not isinstance(v, str):
+        elif isinstance(v, dict) and not k.endswith("_ocp_V"):
+            problems.append(f"overrides: only OCP parameters (*_ocp_V) take a table, not '{k}'")
+        elif isinstance(values[k], str) and not isinstance(v, (str, dict)):
             problems.append(f"overrides: '{k}' is a function ({values[k]}) and cannot be set to a number")
         else:
             values[k] = v
@@ -115,8 +120,40 @@ def load_parameter_set(name: str, overrides: dict | None = None) -> dict:
 
 
 def function(values: dict, key: str):
-    """The compiled function a ``"fn:NAME"`` parameter refers to."""
-    return FUNCTIONS[values[key][3:]]
+    """The compiled function a ``"fn:NAME"`` parameter refers to (None for an OCP table)."""
+    v = values[key]
+    return None if isinstance(v, dict) else FUNCTIONS[v[3:]]
+
+
+def ocp_table(x, ocv, name: str) -> dict:
+    """Validated OCP table ``{"x": stoichiometry, "ocv_V": volts}`` for parameter
+    ``name`` (linear interpolation, constant beyond the ends). Raises
+    InputDataError naming the parameter when the arrays cannot be used."""
+    x = np.asarray(x, dtype=float).ravel()
+    v = np.asarray(ocv, dtype=float).ravel()
+    problem = None
+    if x.size != v.size:
+        problem = f"stoichiometry and OCV arrays differ in length ({x.size} vs {v.size})"
+    elif x.size < 2:
+        problem = "needs at least 2 points"
+    elif not (np.all(np.isfinite(x)) and np.all(np.isfinite(v))):
+        problem = "contains NaN or inf"
+    elif np.any(np.diff(x) <= 0):
+        problem = "stoichiometry must be strictly increasing"
+    elif x[0] < 0 or x[-1] > 1:
+        problem = f"stoichiometry must lie in [0, 1], got [{x[0]:g}, {x[-1]:g}]"
+    if problem:
+        raise InputDataError(f"OCP table for '{name}': {problem}")
+    return {"x": x, "ocv_V": v}
+
+
+def ocp_callable(values: dict, key: str):
+    """Python-callable OCP (compiled function or table interpolation)."""
+    v = values[key]
+    if isinstance(v, dict):
+        x, u = v["x"], v["ocv_V"]
+        return lambda sto: float(np.interp(sto, x, u))
+    return FUNCTIONS[v[3:]]
 
 
 def transport_efficiency(values: dict, region: str) -> float:

@@ -26,7 +26,7 @@ from ionscale.petsc_options import scoped_options
 
 from .dfn import DischargeResult
 from .functions import FARADAY, R_GAS
-from .parameters import function
+from .parameters import function, ocp_callable
 
 
 def particle_operator(n_shells: int, radius: float, diffusivity: float, c_max: float):
@@ -70,7 +70,7 @@ class SPMModel:
         self.A = sp.block_diag([An, Ap], format="csr")
         self.b_n, self.b_p = np.concatenate([bn, 0 * bp]), np.concatenate([0 * bn, bp])
         self.n = self.Nrn + self.Nrp
-        self.ocp = (function(p, "negative_electrode_ocp_V"), function(p, "positive_electrode_ocp_V"))
+        self.ocp = (ocp_callable(p, "negative_electrode_ocp_V"), ocp_callable(p, "positive_electrode_ocp_V"))
         self.j0 = (function(p, "negative_exchange_current_density_A_m2"),
                    function(p, "positive_exchange_current_density_A_m2"))
         self.ce0 = p["initial_electrolyte_concentration_mol_m3"]

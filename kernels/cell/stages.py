@@ -16,7 +16,8 @@ from ionscale.params import ListOf, Mapping, OneOf, Output, Param, Ref, Referenc
 from ionscale.petsc_options import unique_prefix
 from ionscale.stage import Stage, register
 
-from .parameters import available_sets, check_value, load_parameter_set, suggest_name, transport_efficiency
+from .parameters import (available_sets, check_value, load_parameter_set, ocp_table, suggest_name,
+                         transport_efficiency)
 
 
 def _rate_tag(c):
@@ -33,6 +34,12 @@ class DFN(Stage):
         "overrides": Param(Mapping(OneOf(Scalar(float), Ref())), default={},
                            doc="parameter name -> number or earlier output (stage.output), "
                                "e.g. positive_electrode_tortuosity_factor: tau.tau_x"),
+        "negative_ocp_table": Param(ListOf(Ref(), min_len=2, max_len=2), default=None,
+                                    doc="[stoichiometry, OCV] outputs of an earlier stage (e.g. [mc.x, mc.ocv_V]) "
+                                        "replacing the negative electrode OCP function"),
+        "positive_ocp_table": Param(ListOf(Ref(), min_len=2, max_len=2), default=None,
+                                    doc="[stoichiometry, OCV] outputs of an earlier stage (e.g. [mc.x, mc.ocv_V]) "
+                                        "replacing the positive electrode OCP function"),
         "c_rates": Param(ListOf(Scalar(float), min_len=1), default=[1.0], min=0, min_exclusive=True, max=20,
                          units="1/h", doc="discharge C-rates (1C = nominal capacity in one hour)"),
         "protocol": Param(str, default="constant_current", choices=("constant_current",),
@@ -53,7 +60,8 @@ class DFN(Stage):
         "c_rates": Output("1/h", "C-rates solved, in the order given"),
         "capacity_Ah": Output("A h", "discharge capacity at the cut-off, per C-rate"),
         "energy_Wh": Output("W h", "discharge energy at the cut-off, per C-rate"),
-        "reached_cutoff": Output("1", "1 if the cut-off voltage was reached before the time limit, per C-rate"),
+        "reached_cutoff": Output("1", "1 if the cut-off voltage ended the discharge, 0 for the time limit or "
+                                        "electrolyte/particle exhaustion (see curves.*.stop_reason), per C-rate"),
         "curves": Output("mixed", "per C-rate ('1C', ...): time_s [s], voltage_V [V], capacity_Ah [A h], "
                                   "stop_reason ('cut-off voltage', 'time limit', 'electrolyte or particle "
                                   "surface exhausted')"),
@@ -92,6 +100,11 @@ class DFN(Stage):
 
     def run(self, comm, inputs, params):
         overrides = {k: float(np.asarray(v)) for k, v in params["overrides"].items()}
+        for side in ("negative", "positive"):
+            table = params.get(f"{side}_ocp_table")
+            if table is not None:
+                key = f"{side}_electrode_ocp_V"
+                overrides[key] = ocp_table(table[0], table[1], key)
         values = load_parameter_set(params["parameter_set"], overrides)  # range checks before solving
         model = self.make_model(values, params)
         rates = list(params["c_rates"])
