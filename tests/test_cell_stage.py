@@ -18,7 +18,8 @@ pytestmark = pytest.mark.mpi
 PARAMS = dict(parameter_set="Chen2020", overrides={"positive_electrode_tortuosity_factor": 2.0},
               negative_ocp_table=None, positive_ocp_table=None,
               c_rates=[0.5, 1.0, 2.0], protocol="constant_current", cutoff_V=None, points=[8, 6, 8],
-              r_points=[8, 8], rtol=1e-6, atol=1e-6, plot=True, petsc={})
+              r_points=[8, 8], rtol=1e-6, atol=1e-6, plot=True, petsc={}, half_cell=False,
+              positive_ocp_table_scale=1.0, positive_ocp_table_shift_V=0.0)
 
 
 def test_rates_distributed_over_ranks_give_identical_physical_outputs(comm):
@@ -71,7 +72,7 @@ def test_spm_stage_shares_parameters_and_matches_the_spm_kernel(comm):
     out_dir = comm.bcast(tempfile.mkdtemp(prefix="ionscale_spm_") if comm.rank == 0 else None)
     stage = SPM("spm")
     stage.output_dir = out_dir
-    params = {k: v for k, v in PARAMS.items() if k != "points"}
+    params = {k: v for k, v in PARAMS.items() if k not in ("points", "half_cell")}
     params.update(c_rates=[1.0, 2.0], overrides={})
     out = stage.run(comm, StageInputs(), params)
     direct = SPMModel(load_parameter_set("Chen2020"), r_points=(8, 8)).discharge(2.0)

@@ -191,3 +191,28 @@ def test_driver_connect_timeout():
     d = IPIDriver(alloy(), EMT(), address="/tmp/ionscale_no_such_socket", connect_timeout=0.3)
     with pytest.raises(IPIProtocolError, match="could not connect"):
         d.run()
+
+
+def test_ipi_reference_engine_labels_like_emt():
+    """``reference: {engine: ipi}``: labels from an external i-PI driver (ASE SocketClient + EMT)."""
+    from ionscale.kernels.atomistic.dataset import Dataset
+    from ionscale.kernels.atomistic.sampling import label, make_calculator
+
+    name = f"ionscale_test_ref_{os.getpid()}"
+    calc = make_calculator({"engine": "ipi", "address": name, "mode": "unix", "timeout": 20})
+    structures = [alloy(seed=s) for s in (1, 1, 1)]
+    for k, a in enumerate(structures):
+        a.rattle(0.05, seed=10 + k)
+    served = structures[0].copy()
+    served.calc = EMT()
+    t = threading.Thread(target=SocketClient(unixsocket=name).run, args=(served, True), daemon=True)
+    t.start()
+    try:
+        ds = label(Dataset(structures), calc)
+    finally:
+        calc.close()
+    t.join(10)
+    for a, e, f in zip(structures, ds.energies, ds.forces):
+        a.calc = EMT()
+        assert e == pytest.approx(a.get_potential_energy(), abs=1e-10)
+        np.testing.assert_allclose(f, a.get_forces(), atol=1e-10)

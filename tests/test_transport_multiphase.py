@@ -98,3 +98,15 @@ def test_solvers_agree_and_flux_stopping_rule_holds(comm, solver):
     assert r.flux_mismatch <= 1e-5
     assert r.relative_residual < 1e-3
     assert r.tau == pytest.approx(ref.tau, rel=1e-4)
+
+
+def test_compact_unknowns_equal_full_grid_system(comm):
+    """AMG solves use unknowns on the percolating voxels only; geometric MG keeps the full DMDA
+    grid with identity rows. Both are the same discrete problem."""
+    rng = np.random.default_rng(1)
+    labels = rng.choice(np.array([0, 85, 170], np.uint8), size=(18, 16, 14), p=[0.55, 0.3, 0.15])
+    Dv = phase_diffusivity(labels, PHASES, {"pore": 1.0, "cbd": 0.3})
+    compact = solve_direction(Dv, 1, comm, rtol=1e-12, solver="hypre", prefix="c_", profile=True)
+    full = solve_direction(Dv, 1, comm, rtol=1e-12, solver="mg", prefix="f_", profile=True)
+    assert compact.tau == pytest.approx(full.tau, rel=1e-9)
+    assert np.allclose(compact.profile, full.profile, rtol=1e-8)

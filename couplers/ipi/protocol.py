@@ -93,8 +93,16 @@ class IPIConnection:
         return bytes(buf)
 
     def send(self, data: bytes):
+        # MSG_NOSIGNAL: a peer that has gone gives EPIPE (an exception) instead of SIGPIPE, whose
+        # handler MPI libraries may have replaced (a plain sendall then kills the process)
+        flags = getattr(socket, "MSG_NOSIGNAL", 0)
+        view = memoryview(data)
         try:
-            self.sock.sendall(data)
+            for _ in range(len(view) + 1):  # each send moves >= 1 byte or raises
+                if not view:
+                    break
+                sent = self.sock.send(view, flags)
+                view = view[sent:]
         except socket.timeout:
             raise IPIProtocolError(f"i-PI {self.peer}: send timed out after {self.timeout:g} s") from None
         except OSError as e:

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 from torch import nn
@@ -164,10 +162,3 @@ def _cell_or_box(s):
     if abs(np.linalg.det(cell)) < 1e-12:
         return np.eye(3)  # molecule: cell unused (no periodic shifts), keep bmm shapes valid
     return cell
-
-
-@dataclass
-class Prediction:
-    energy: float
-    forces: np.ndarray
-    stress: np.ndarray | None = None

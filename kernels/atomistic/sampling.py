@@ -46,7 +46,9 @@ def make_calculator(reference: dict):
         from ionscale.couplers.ipi import IPIServerCalculator
 
         return IPIServerCalculator(address=reference.get("address", "ionscale_ref"),
-                                   mode=reference.get("mode", "unix"), timeout=float(reference.get("timeout", 60)))
+                                   mode=reference.get("mode", "unix"), port=int(reference.get("port", 0)),
+                                   timeout=float(reference.get("timeout", 60)),
+                                   accept_timeout=float(reference.get("timeout", 60)))
     raise InputDataError(f"unknown reference engine {engine!r} (expected emt, chgnet or ipi)")
 
 

@@ -1,7 +1,7 @@
 """Stage adapters of the learned-potential workflow:
 
-``sample_configurations`` -> ``label_configurations`` -> ``train_forcefield`` ->
-``validate_forcefield``, and ``md`` (NVE molecular dynamics with the model called
+``sample_configurations`` -> ``label_configurations`` -> (``active_learning``) ->
+``train_forcefield`` -> ``validate_forcefield``, and ``md`` (NVE molecular dynamics with the model called
 directly or served over the i-PI socket protocol in-process).
 Serial work (sampling, training, MD) runs on rank 0 and its result (or error) is
 broadcast; reference labelling is split over the ranks.
@@ -222,6 +222,69 @@ class TrainForcefield(Stage):
                     "validation_energy_rmse": m["validation"]["energy_rmse_ev_per_atom"],
                     "validation_force_rmse": m["validation"]["force_rmse_ev_per_a"], "epochs": m["epochs"],
                     "training_data_hash": m["training_data_hash"], "loss_history": res.history}
+
+        return collective_call(work, comm)
+
+
+@register("active_learning")
+class ActiveLearning(Stage):
+    """Query by committee: label the pool configurations where a committee of models disagrees most."""
+
+    params = {
+        "dataset": Param(_DATASET, doc="labelled training dataset (label.dataset or a file)"),
+        "pool": Param(_DATASET, doc="unlabelled candidate configurations (sample.dataset or a file)"),
+        "reference": Param(dict, default={"engine": "emt"}, doc=_REFERENCE_DOC),
+        "committee_size": Param(int, default=3, min=2, doc="models in the committee"),
+        "n_select": Param(int, default=20, min=1, doc="candidates labelled per round"),
+        "rounds": Param(int, default=1, min=1, doc="select-label-retrain rounds"),
+        "hidden": Param(ListOf(Scalar(int), min_len=1), default=[32, 32], min=1, doc="hidden-layer widths"),
+        "max_epochs": Param(int, default=100, min=1, doc="epoch limit of each committee member"),
+        "torch_threads": _THREADS,
+    }
+    outputs = {"dataset": Output("", "HDF5 file: training data plus the selected, labelled candidates"),
+               "n_structures": Output("1", "structures in the enlarged dataset"),
+               "pool_force_sigma": Output("eV/A", "committee force disagreement (worst atom) of every pool "
+                                                  "candidate in the first round"),
+               "selected_sigma_median": Output("eV/A", "median disagreement of the selected candidates"),
+               "pool_sigma_median": Output("eV/A", "median disagreement over the pool")}
+
+    def run(self, comm, inputs, params):
+        from .committee import active_learning_round, train_committee
+        from .dataset import Dataset
+        from .sampling import make_calculator
+        from .training import TrainConfig
+
+        _check_reference(self, params["reference"])
+
+        def work():
+            _, train_set = _dataset_arg(inputs, params, "dataset")
+            pool_path, pool = _dataset_arg(inputs, params, "pool")
+            if not train_set.labelled:
+                raise InputDataError(f"stage {self.name}: the training dataset has no energies/forces")
+            cfg = TrainConfig(hidden=tuple(params["hidden"]), max_epochs=params["max_epochs"],
+                              patience=max(5, params["max_epochs"] // 5), seed=self.seed % (1 << 30))
+            calc = make_calculator(params["reference"])
+            remaining = Dataset(pool.atoms)
+            first_sigma, selected_sigma = None, []
+            with _torch_threads(params["torch_threads"]):
+                models = train_committee(train_set, cfg, size=params["committee_size"])
+                for _ in range(params["rounds"]):
+                    if len(remaining) == 0:
+                        break
+                    n = min(params["n_select"], len(remaining))
+                    models, train_set, chosen, sigma = active_learning_round(models, train_set, remaining, calc,
+                                                                             n, cfg)
+                    first_sigma = sigma if first_sigma is None else first_sigma
+                    selected_sigma.extend(sigma[chosen].tolist())
+                    keep = np.setdiff1d(np.arange(len(remaining)), chosen)
+                    remaining = remaining.subset(keep)
+            out = _out_path(self, ".h5")
+            if os.path.exists(out):
+                os.unlink(out)
+            train_set.write(out)
+            return {"dataset": out, "n_structures": len(train_set), "pool_force_sigma": first_sigma,
+                    "selected_sigma_median": float(np.median(selected_sigma)),
+                    "pool_sigma_median": float(np.median(first_sigma))}
 
         return collective_call(work, comm)
 

@@ -25,12 +25,14 @@ PARAMETER_DIR = Path(__file__).resolve().parent / "parameters"
 
 #: physical ranges checked before solving: name pattern -> (low, high, low_open, high_open)
 _RANGES = (
+    ("separator_porosity", 0.0, 1.0, True, False),  # 1 = no solid (Marquis2019's separator)
     ("porosity", 0.0, 1.0, True, True),
     ("active_material_volume_fraction", 0.0, 1.0, True, True),
     ("tortuosity_factor", 1.0, math.inf, False, True),
     ("transference_number", 0.0, 1.0, True, True),
     ("bruggeman_coefficient", 0.0, math.inf, False, True),
     ("_K", 0.0, math.inf, True, True),
+    ("_Ohm", 0.0, math.inf, False, True),
     ("_m", 0.0, math.inf, True, True),
     ("_m2_s", 0.0, math.inf, True, True),
     ("_S_m", 0.0, math.inf, True, True),

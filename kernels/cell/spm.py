@@ -171,9 +171,119 @@ class SPMModel:
         ts.destroy(); A.destroy(); J.destroy(); X.destroy(); source.destroy()
         times, volts = np.asarray(times), np.asarray(volts)
         reached = volts[-1] <= cutoff_V + 1e-6
+        # the voltage is -inf once a particle surface (or the SPMe electrolyte) is exhausted
+        why = ("cut-off voltage" if reached else "time limit" if times[-1] >= t_max * (1 - 1e-12)
+               else "electrolyte or particle surface exhausted")
         cap = current_A * times[-1] / 3600.0
         energy = float(np.sum(0.5 * (volts[1:] + volts[:-1]) * np.diff(times)) * current_A / 3600.0)
         return DischargeResult(c_rate=c_rate, current_A=current_A, time_s=times, voltage_V=volts, capacity_Ah=cap,
                                energy_Wh=energy, reached_cutoff=bool(reached), steps=steps, solve_time_s=solve_time,
-                               stop_reason="cut-off voltage" if reached else "time limit", final_state=yf,
+                               stop_reason=why, final_state=yf,
                                initial_state=y0)
+
+
+class SPMeModel(SPMModel):
+    """Single particle model with electrolyte (SPMe, Marquis et al. 2019, linear form):
+    the SPM's particles plus electrolyte diffusion with the x-uniform reaction source,
+    transport properties at the initial concentration c_e0 (so the ODE stays linear)::
+
+        eps dc_e/dt = d/dx (B D_e(c_e0) dc_e/dx) + (1 - t+) a_k j_k / F,   zero flux at 0, L
+        V = U_p - U_n + eta_p - eta_n                  (eta_k = 2RT/F asinh(j_k / 2 j0(<c_e>_k, c_s,surf)))
+            + 2 (1 - t+) TDF RT/F (<ln c_e>_p - <ln c_e>_n)                   (concentration)
+            - I (L_n / 3 kappa_n + L_s / kappa_s + L_p / 3 kappa_p)            (electrolyte ohmic)
+            - I (L_n / sigma_n + L_p / sigma_p) / 3                            (solid ohmic)
+
+    with kappa_k = B_k kappa(c_e0) and <.>_k the average over electrode k. Same x mesh
+    as the DFN (``points``), harmonic face means of B D_e. Valid while c_e stays near
+    c_e0: with D_e frozen at c_e0 the electrolyte of Chen2020 depletes at 2C (the DFN's
+    D_e(c_e) rises 2.7x towards c_e = 0 and it does not); the discharge then stops with
+    stop_reason 'electrolyte or particle surface exhausted'."""
+
+    def __init__(self, params: dict, r_points=(20, 20), points=(20, 20, 20)):
+        super().__init__(params, r_points)
+        t0 = time.perf_counter()
+        p = self.params
+        from .dfn import _REGIONS
+        from .functions import electrolyte_conductivity, electrolyte_diffusivity, ELECTROLYTE_CONDUCTIVITY, \
+            ELECTROLYTE_DIFFUSIVITY, function_id
+        from .parameters import transport_efficiency
+        self.Nx_k = tuple(int(v) for v in points)
+        if min(self.Nx_k) < 2:
+            raise ValueError("need at least 2 cells per domain in x")
+        Ls = [p["negative_electrode_thickness_m"], p["separator_thickness_m"], p["positive_electrode_thickness_m"]]
+        self.L = Ls
+        dx = np.concatenate([np.full(n, L / n) for n, L in zip(self.Nx_k, Ls)])
+        xc = np.cumsum(dx) - 0.5 * dx
+        eps = np.concatenate([np.full(n, p[f"{r}_porosity"]) for n, r in zip(self.Nx_k, _REGIONS)])
+        B = np.array([transport_efficiency(p, r) for r in _REGIONS])
+        T, c0 = self.T, self.ce0
+        d0 = electrolyte_diffusivity(function_id(function(p, "electrolyte_diffusivity_m2_s"), ELECTROLYTE_DIFFUSIVITY),
+                                     c0, T)
+        k0 = electrolyte_conductivity(function_id(function(p, "electrolyte_conductivity_S_m"),
+                                                  ELECTROLYTE_CONDUCTIVITY), c0, T)
+        self.kappa_eff = B * k0
+        BD = np.concatenate([np.full(n, b * d0) for n, b in zip(self.Nx_k, B)])
+        Nx = dx.size
+        w = dx[:-1] / (dx[:-1] + dx[1:])
+        face = 1.0 / (w / BD[:-1] + (1 - w) / BD[1:]) / (xc[1:] - xc[:-1])  # B D / h at interior faces
+        i = np.arange(Nx - 1)
+        rows = np.concatenate([i, i, i + 1, i + 1])
+        cols = np.concatenate([i, i + 1, i + 1, i])
+        vals = np.concatenate([-face / (dx[i] * eps[i]), face / (dx[i] * eps[i]),
+                               -face / (dx[i + 1] * eps[i + 1]), face / (dx[i + 1] * eps[i + 1])])
+        Ae = sp.csr_matrix((vals, (rows, cols)), shape=(Nx, Nx))
+        self.A = sp.block_diag([self.A, Ae], format="csr")
+        tplus = p["cation_transference_number"]
+        a_n = 3 * p["negative_electrode_active_material_volume_fraction"] / p["negative_particle_radius_m"]
+        a_p = 3 * p["positive_electrode_active_material_volume_fraction"] / p["positive_particle_radius_m"]
+        Nn, Ns, Np = self.Nx_k
+        src_n, src_p = np.zeros(Nx), np.zeros(Nx)
+        # per unit of j_k, on the scaled concentration c_e / c_e0
+        src_n[:Nn] = (1 - tplus) * a_n / (FARADAY * eps[:Nn] * c0)
+        src_p[Nn + Ns:] = (1 - tplus) * a_p / (FARADAY * eps[Nn + Ns:] * c0)
+        self.b_n = np.concatenate([self.b_n, src_n])
+        self.b_p = np.concatenate([self.b_p, src_p])
+        self.o_ce = self.Nrn + self.Nrp
+        self.n = self.o_ce + Nx
+        self.dx = dx
+        self.eps = eps
+        self.chi = 2 * (1 - tplus) * p["thermodynamic_factor"] * R_GAS * T / FARADAY
+        self.r_ohm = (Ls[0] / (3 * self.kappa_eff[0]) + Ls[1] / self.kappa_eff[1] + Ls[2] / (3 * self.kappa_eff[2])
+                      + (Ls[0] / p["negative_electrode_conductivity_S_m"]
+                         + Ls[2] / p["positive_electrode_conductivity_S_m"]) / 3)  # Ohm m2
+        self.build_time_s += time.perf_counter() - t0
+
+    def initial_state(self):
+        p = self.params
+        y = np.ones(self.n)  # c_e / c_e0 = 1
+        y[: self.Nrn] = p["initial_negative_concentration_mol_m3"] / self.cmax[0]
+        y[self.Nrn: self.o_ce] = p["initial_positive_concentration_mol_m3"] / self.cmax[1]
+        return y
+
+    def _electrode_average(self, values, k):
+        Nn, Ns, Np = self.Nx_k
+        sl = slice(0, Nn) if k == 0 else slice(Nn + Ns, Nn + Ns + Np)
+        return float(np.sum(values[sl] * self.dx[sl]) / np.sum(self.dx[sl]))
+
+    def voltage(self, y, i_app):
+        ce = y[self.o_ce:]
+        if np.any(ce <= 0):
+            return -math.inf  # electrolyte depleted
+        s_n = y[self.Nrn - 1] + 0.5 * (y[self.Nrn - 1] - y[self.Nrn - 2])
+        s_p = y[self.o_ce - 1] + 0.5 * (y[self.o_ce - 1] - y[self.o_ce - 2])
+        two_rt_f = 2 * R_GAS * self.T / FARADAY
+        j_n, j_p = i_app / self.a_L[0], -i_app / self.a_L[1]
+        c_n, c_p = self._electrode_average(ce, 0) * self.ce0, self._electrode_average(ce, 1) * self.ce0
+        j0_n = self.j0[0](c_n, s_n * self.cmax[0], self.cmax[0], self.T)
+        j0_p = self.j0[1](c_p, s_p * self.cmax[1], self.cmax[1], self.T)
+        if j0_n <= 0 or j0_p <= 0:
+            return -math.inf  # a particle surface is exhausted: no kinetics left
+        log_ce = np.log(ce)
+        return (self.ocp[1](s_p) - self.ocp[0](s_n)
+                + two_rt_f * (math.asinh(j_p / (2 * j0_p)) - math.asinh(j_n / (2 * j0_n)))
+                + self.chi * (self._electrode_average(log_ce, 1) - self._electrode_average(log_ce, 0))
+                - i_app * self.r_ohm)
+
+    def salt_inventory(self, y) -> float:
+        """Moles of salt per electrode area in the electrolyte."""
+        return float(np.sum(self.dx * self.eps * y[self.o_ce:]) * self.ce0)

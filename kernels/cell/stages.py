@@ -1,9 +1,14 @@
-"""Stage adapter: ``dfn`` (Doyle-Fuller-Newman constant-current discharges at a list of C-rates).
+"""Stage adapters: ``dfn`` (Doyle-Fuller-Newman) and ``spm``.
 
-Overrides map parameter names of the set to numbers or to earlier outputs, e.g.
+``protocol: constant_current`` (default): one discharge per C-rate of ``c_rates``,
+distributed over the ranks of the stage communicator. ``protocol: [steps]``: one
+cc / cv / rest sequence (see protocol.py) solved on rank 0 and broadcast (c_rates
+is then unused). ``half_cell: true``: cathode vs Li metal. Overrides map parameter
+names of the set to numbers or to earlier outputs, e.g.
 ``positive_electrode_tortuosity_factor: tau.tau_x``; names and physical ranges are
-checked when the deck is read (literal numbers) and again before solving.
-C-rates are distributed over the ranks of the stage communicator.
+checked when the deck is read (literal numbers) and again before solving. An OCP
+table from an earlier stage (``positive_ocp_table: [mc.x, mc.ocv_V]``) may be mapped
+affinely (``positive_ocp_table_scale``, ``positive_ocp_table_shift_V``).
 """
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ from ionscale.params import ListOf, Mapping, OneOf, Output, Param, Ref, Referenc
 from ionscale.petsc_options import unique_prefix
 from ionscale.stage import Stage, register
 
+from .protocol import ProtocolKind, parse_protocol
 from .parameters import (available_sets, check_value, load_parameter_set, ocp_table, suggest_name,
                          transport_efficiency)
 
@@ -26,7 +32,7 @@ def _rate_tag(c):
 
 @register("dfn")
 class DFN(Stage):
-    """Doyle-Fuller-Newman (P2D) cell model: constant-current discharge curves at several C-rates."""
+    """Doyle-Fuller-Newman (P2D) cell model: discharge curves at several C-rates, or a cc/cv/rest protocol."""
 
     params = {
         "parameter_set": Param(str, default="Chen2020", doc="parameter set name (kernels/cell/parameters/*.json) "
@@ -40,10 +46,23 @@ class DFN(Stage):
         "positive_ocp_table": Param(ListOf(Ref(), min_len=2, max_len=2), default=None,
                                     doc="[stoichiometry, OCV] outputs of an earlier stage (e.g. [mc.x, mc.ocv_V]) "
                                         "replacing the positive electrode OCP function"),
+        "positive_ocp_table_scale": Param(float, default=1.0, min=0, min_exclusive=True,
+                                          doc="factor applied to the positive OCP table's voltages (a stand-in "
+                                              "chemistry's voltage range mapped onto a cathode's)"),
+        "positive_ocp_table_shift_V": Param(float, default=0.0, units="V",
+                                            doc="added to the positive OCP table's voltages after the scale "
+                                                "(table reference electrode -> Li/Li+)"),
+        "half_cell": Param(bool, default=False,
+                           doc="cathode vs Li metal: a Li foil (Butler-Volmer, j0 from "
+                               "lithium_foil_exchange_current_density_A_m2 or PyBaMM's Xu2019 value) replaces the "
+                               "negative electrode; voltages are vs Li/Li+"),
         "c_rates": Param(ListOf(Scalar(float), min_len=1), default=[1.0], min=0, min_exclusive=True, max=20,
                          units="1/h", doc="discharge C-rates (1C = nominal capacity in one hour)"),
-        "protocol": Param(str, default="constant_current", choices=("constant_current",),
-                          doc="cycling protocol"),
+        "protocol": Param(ProtocolKind(), default="constant_current",
+                          doc="'constant_current' (a discharge per C-rate of c_rates) or a list of steps run in "
+                              "sequence from the initial state, e.g. [{cc: 1C, until: 2.5V}, {rest: 600s}, "
+                              "{cc: -0.5C, until: 4.2V}, {cv: 4.2V, until: C/50}] (currents > 0 discharge; "
+                              "see ionscale.kernels.cell.protocol)"),
         "cutoff_V": Param(float, default=None, min=0, min_exclusive=True, units="V",
                           doc="lower cut-off voltage (default: the parameter set's)"),
         "points": Param(ListOf(Scalar(int), min_len=3, max_len=3), default=[20, 20, 20], min=2, max=2000,
@@ -58,13 +77,16 @@ class DFN(Stage):
 
     outputs = {
         "c_rates": Output("1/h", "C-rates solved, in the order given"),
-        "capacity_Ah": Output("A h", "discharge capacity at the cut-off, per C-rate"),
-        "energy_Wh": Output("W h", "discharge energy at the cut-off, per C-rate"),
+        "capacity_Ah": Output("A h", "discharge capacity at the cut-off, per C-rate (protocol: net discharged "
+                                     "capacity at its end)"),
+        "energy_Wh": Output("W h", "discharge energy at the cut-off, per C-rate (protocol: net, integral of V I dt)"),
         "reached_cutoff": Output("1", "1 if the cut-off voltage ended the discharge, 0 for the time limit or "
                                         "electrolyte/particle exhaustion (see curves.*.stop_reason), per C-rate"),
         "curves": Output("mixed", "per C-rate ('1C', ...): time_s [s], voltage_V [V], capacity_Ah [A h], "
                                   "stop_reason ('cut-off voltage', 'time limit', 'electrolyte or particle "
-                                  "surface exhausted')"),
+                                  "surface exhausted'); for a step protocol one entry 'protocol': time_s, voltage_V, "
+                                  "current_A [A, > 0 discharge], capacity_Ah (net discharged), step_index, "
+                                  "stop_reasons"),
         "transport_efficiency": Output("1", "effective electrolyte transport efficiency eps/tau per region "
                                               "(unused by the SPM)"),
         "plot_path": Output("", "PNG of voltage vs capacity ('' when plot is false)"),
@@ -96,7 +118,7 @@ class DFN(Stage):
 
     def make_model(self, values, params):
         from .dfn import DFNModel
-        return DFNModel(values, points=params["points"], r_points=params["r_points"])
+        return DFNModel(values, points=params["points"], r_points=params["r_points"], half_cell=params["half_cell"])
 
     def run(self, comm, inputs, params):
         overrides = {k: float(np.asarray(v)) for k, v in params["overrides"].items()}
@@ -104,9 +126,14 @@ class DFN(Stage):
             table = params.get(f"{side}_ocp_table")
             if table is not None:
                 key = f"{side}_electrode_ocp_V"
-                overrides[key] = ocp_table(table[0], table[1], key)
+                volts = np.asarray(table[1], dtype=float)
+                if side == "positive":
+                    volts = params["positive_ocp_table_shift_V"] + params["positive_ocp_table_scale"] * volts
+                overrides[key] = ocp_table(table[0], volts, key)
         values = load_parameter_set(params["parameter_set"], overrides)  # range checks before solving
         model = self.make_model(values, params)
+        if params["protocol"] != "constant_current":
+            return self._run_protocol(comm, model, values, params)
         rates = list(params["c_rates"])
         mine = list(range(comm.rank, len(rates), comm.size))
         local, failures = {}, {}
@@ -149,7 +176,8 @@ class DFN(Stage):
         if params["plot"]:
             plot_path = os.path.join(out_dir, f"{self.name}_voltage_capacity.png")
             if comm.rank == 0:
-                _plot(curves, plot_path, f"{self.name}: {values['_name']} {self.model_label}")
+                _plot(curves, plot_path, f"{self.name}: {values['_name']} {self.model_label}"
+                                         f"{' half-cell (vs Li)' if params.get('half_cell') else ''}")
             comm.Barrier()
         return {
             "c_rates": np.asarray(rates, dtype=float),
@@ -163,16 +191,94 @@ class DFN(Stage):
         }
 
 
+    def _run_protocol(self, comm, model, values, params):
+        """One protocol (list of steps) solved on rank 0, broadcast to all ranks."""
+        if not hasattr(model, "run_protocol"):
+            raise DeckError(f"stage {self.name}: the {self.model_label} supports only protocol: constant_current")
+        steps = parse_protocol(params["protocol"], model.one_c_A)
+        out, failure = None, None
+        if comm.rank == 0:
+            try:
+                res = model.run_protocol(steps, rtol=params["rtol"], atol=params["atol"],
+                                         petsc_options=params["petsc"], prefix=unique_prefix(self.name))
+            except SolverDivergedError as e:
+                failure, res = str(e), e.partial
+            out = (res.time_s, res.voltage_V, res.current_A, res.capacity_Ah, res.step_index, res.stop_reasons)
+        out, failure = comm.bcast((out, failure), root=0)
+        t, v, i, q, k, reasons = out
+        out_dir = getattr(self, "output_dir", None) or "."
+        if failure is not None:
+            path = os.path.join(out_dir, f"{self.name}_partial_curves.csv")
+            if comm.rank == 0:
+                os.makedirs(out_dir, exist_ok=True)
+                np.savetxt(path, np.column_stack([k, t, v, i]), delimiter=",", header="step,time_s,voltage_V,current_A",
+                           comments="")
+            raise SolverDivergedError(f"stage {self.name}: {failure} (partial curve kept in {path})")
+        curve = {"time_s": t, "voltage_V": v, "current_A": i, "capacity_Ah": q, "step_index": k,
+                 "stop_reasons": ", ".join(f"{n}: {r}" for n, r in enumerate(reasons))}
+        plot_path = ""
+        if params["plot"]:
+            plot_path = os.path.join(out_dir, f"{self.name}_protocol.png")
+            if comm.rank == 0:
+                _plot_protocol(curve, plot_path, f"{self.name}: {values['_name']} {self.model_label}")
+            comm.Barrier()
+        energy = float(np.sum(0.5 * (v[1:] * i[1:] + v[:-1] * i[:-1]) * np.diff(t)) / 3600.0)
+        last = reasons[-1]
+        return {
+            "c_rates": np.array([s["value"] for s in steps if s["kind"] == "cc"], dtype=float),
+            "capacity_Ah": np.array([q[-1]]),
+            "energy_Wh": np.array([energy]),
+            "reached_cutoff": np.array([int(last in ("voltage limit", "current limit", "voltage limit at start"))]),
+            "curves": {"protocol": curve},
+            "transport_efficiency": {r: float(transport_efficiency(values, r))
+                                     for r in ("negative_electrode", "separator", "positive_electrode")},
+            "plot_path": plot_path,
+        }
+
+
 @register("spm")
 class SPM(DFN):
     """Single particle model (SPM) with the DFN's parameter sets: constant-current discharges at several C-rates."""
 
-    params = {k: v for k, v in DFN.params.items() if k != "points"}
+    params = {k: v for k, v in DFN.params.items() if k not in ("points", "half_cell")}
     model_label = "SPM"
 
     def make_model(self, values, params):
         from .spm import SPMModel
         return SPMModel(values, r_points=params["r_points"])
+
+
+@register("spme")
+class SPMe(DFN):
+    """Single particle model with electrolyte (SPMe, linear form), DFN parameter sets: discharges at several C-rates."""
+
+    params = {k: v for k, v in DFN.params.items() if k != "half_cell"}
+    model_label = "SPMe"
+
+    def make_model(self, values, params):
+        from .spm import SPMeModel
+        return SPMeModel(values, r_points=params["r_points"], points=params["points"])
+
+
+def _plot_protocol(curve, path, title):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    fig, (ax, ax2) = plt.subplots(2, 1, figsize=(6, 5), sharex=True)
+    hours = curve["time_s"] / 3600.0
+    ax.plot(hours, curve["voltage_V"])
+    ax.set_ylabel("terminal voltage [V]")
+    ax.set_title(title)
+    ax2.plot(hours, curve["current_A"])
+    ax2.set_ylabel("current [A] (> 0 discharge)")
+    ax2.set_xlabel("time [h]")
+    for a in (ax, ax2):
+        a.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def _plot(curves, path, title):

@@ -69,14 +69,11 @@ def periodic_clusters(active: np.ndarray):
     a = np.concatenate(a_list)
     b = np.concatenate(b_list)
     graph = coo_matrix((np.ones(len(a)), (a, b)), shape=(n + 1, n + 1))
-    ncomp, comp = connected_components(graph, directed=False)
-    # renumber so background stays 0 and clusters are 1..k
-    comp_of_label = comp.copy()
-    bg = comp_of_label[0]
-    uniq, new = np.unique(comp_of_label[1:], return_inverse=True)
+    _, comp = connected_components(graph, directed=False)
+    # renumber so that background stays 0 and the merged clusters are 1..k
+    uniq, new = np.unique(comp[1:], return_inverse=True)
     lut = np.zeros(n + 1, dtype=np.int64)
     lut[1:] = new + 1
-    del bg
     return lut[labels], len(uniq)
 
 
