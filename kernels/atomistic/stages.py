@@ -354,9 +354,10 @@ class MolecularDynamics(Stage):
         "timestep_fs": Param(float, default=1.0, min=0, min_exclusive=True, units="fs", doc="time step"),
         "temperature_K": Param(float, default=300.0, min=0, units="K", doc="initial Maxwell-Boltzmann temperature"),
         "dtype": Param(str, default="float64", choices=("float32", "float64"), doc="model precision during MD"),
-        "transport": Param(str, default="direct", choices=("direct", "ipi-unix", "ipi-inet"),
+        "transport": Param(str, default="direct", choices=("direct", "ipi-unix", "ipi-inet", "lammps"),
                            doc="forces from the model directly, or from the model served by an i-PI driver "
-                               "thread over a Unix socket or loopback TCP"),
+                               "thread over a Unix socket or loopback TCP, or MD integrated by LAMMPS "
+                               "(fix external, all MPI ranks of the run; needs Debian python3-lammps)"),
         "socket_timeout_s": Param(float, default=120.0, min=0, min_exclusive=True, units="s",
                                   doc="i-PI receive timeout"),
         "record_every": Param(int, default=1, min=1, doc="steps between recorded energies"),
@@ -369,7 +370,7 @@ class MolecularDynamics(Stage):
                "total_energy": Output("eV", "total energy at the recorded times"),
                "potential_energy": Output("eV", "potential energy at the recorded times"),
                "socket_force_mismatch": Output("eV/A", "max |F_socket - F_direct| at the final configuration "
-                                                       "(0 for transport: direct)"),
+                                                       "(0 for transport: direct and lammps)"),
                "n_atoms": Output("1", "atoms simulated")}
 
     @classmethod
@@ -377,10 +378,19 @@ class MolecularDynamics(Stage):
         comp, el = params.get("composition"), params.get("elements") or []
         if comp is not None and len(comp) != len(el):
             return [("composition", f"needs one fraction per element ({len(el)}), got {len(comp)}")]
+        if params.get("transport") == "lammps":
+            from ionscale.couplers.lammps import LammpsUnavailableError, import_lammps
+            try:
+                import_lammps()
+            except LammpsUnavailableError as e:
+                return [("transport", str(e))]
         return []
 
     def run(self, comm, inputs, params):
         model_path = inputs["model"] if "model" in inputs else params["model"]
+        if params["transport"] == "lammps":  # collective: LAMMPS runs on every rank
+            with _torch_threads(params["torch_threads"]):
+                return self._run_lammps(comm, model_path, params)
         def work():
             with _torch_threads(params["torch_threads"]):
                 return self._run_root(model_path, params)
@@ -451,6 +461,35 @@ class MolecularDynamics(Stage):
                 "mean_temperature": float(res.temperature.mean()), "time": res.time_ps,
                 "total_energy": res.total_energy, "potential_energy": res.potential_energy,
                 "socket_force_mismatch": mismatch, "n_atoms": len(atoms)}
+
+    def _run_lammps(self, comm, model_path, params):
+        """Same initial state as ``run_nve`` (seeded Maxwell-Boltzmann, zero momentum),
+        integrated by LAMMPS on MPI_COMM_WORLD with forces from the model."""
+        from ase import units
+        from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+        from mpi4py import MPI
+
+        from ionscale.couplers.lammps import run_lammps_nve
+        from ionscale.errors import CommunicatorError
+
+        if comm.size != MPI.COMM_WORLD.size:
+            raise CommunicatorError(f"stage {self.name}: transport lammps runs on MPI_COMM_WORLD "
+                                    f"({MPI.COMM_WORLD.size} ranks) but the stage has {comm.size}")
+        model = _load_model(model_path, params["dtype"])
+        atoms = self._build(params)
+        MaxwellBoltzmannDistribution(atoms, temperature_K=params["temperature_K"],
+                                     rng=np.random.default_rng(self.seed))
+        Stationary(atoms)
+        try:
+            res = run_lammps_nve(atoms, model, params["steps"], params["timestep_fs"], params["record_every"])
+        except ValueError as e:
+            raise InputDataError(f"stage {self.name}: {e}") from e
+        etot = res.total_energy / len(atoms)
+        drift = float(np.polyfit(res.time_ps, etot, 1)[0]) if len(etot) > 2 else float("nan")
+        return {"energy_drift": drift, "energy_fluctuation": float(np.std(etot)),
+                "mean_temperature": float(np.mean(2 * res.kinetic_energy / (3 * len(atoms) * units.kB))),
+                "time": res.time_ps, "total_energy": res.total_energy, "potential_energy": res.potential_energy,
+                "socket_force_mismatch": 0.0, "n_atoms": len(atoms)}
 
 
 try:  # lattice Monte Carlo stages (another module of this package)
