@@ -144,3 +144,11 @@ def test_sweep_on_split_communicators(deck, tmp_path):
     assert taus[0] > taus[1] > 1.0  # lower porosity, more tortuous
     r = run_cli("run", deck, "--output", tmp_path / "sw2", "--set", "sweep.ranks_per_case=3", np=2)
     assert r.returncode == 2 and "does not divide the 2 MPI ranks" in r.stderr
+
+
+def test_command_line_petsc_options_reach_one_prefixed_solver(deck, tmp_path):
+    r = run_cli("run", deck, "--output", tmp_path, "--quiet", "-tau_y_ksp_monitor")
+    assert r.returncode == 0, r.stderr
+    out = r.stdout + r.stderr
+    assert "Residual norms for tau_y_ solve" in out
+    assert "tau_x_ solve" not in out and "tau_z_ solve" not in out

@@ -124,6 +124,7 @@ class ModelForceCallback:
             pos = np.ascontiguousarray(np.asarray(x).reshape(nlocal, 3), dtype=np.float64)
         else:
             tags, pos = np.empty(0, np.int64), np.empty((0, 3))
+        import sys as _s; _s.stderr.write(f"DBG rank{world.rank} step{ntimestep} nlocal{nlocal} err{self.error}\n"); _s.stderr.flush()
         counts = np.array(world.allgather(nlocal))
         self.atoms_per_rank = counts.tolist()
         all_tags = np.empty(self.natoms, np.int64)
