@@ -33,9 +33,17 @@ DEFAULT_TOOLS = "ionscale,taufactor,porespy"
 
 
 # ----------------------------------------------------------------------------- volumes
+#: generated volumes are made once by the driver and saved here, so the workers' peak memory is
+#: the tool's, not the generator's (overlapping_spheres' distance transform peaks at ~85 B/voxel)
+CACHE = Path(os.environ.get("IONSCALE_BENCH_CACHE", "/tmp/ionscale_bench_cache"))
+
+
 def load_case(case: str):
     import numpy as np
 
+    cached = CACHE / f"{case}.npy"
+    if cached.exists():
+        return np.load(cached)
     if case.startswith("real_"):
         from ionscale.kernels.imaging.io import read_volume
 
@@ -202,6 +210,8 @@ def main():
     ap.add_argument("--cases", default=DEFAULT_CASES)
     ap.add_argument("--tools", default=DEFAULT_TOOLS)
     ap.add_argument("--repeat", type=int, default=1, help="runs per (case, tool); the minimum wall time is kept")
+    ap.add_argument("--peer-repeat", type=int, default=1, help="runs per (case, peer); minimum kept")
+    ap.add_argument("--no-reference", action="store_true", help="skip the over-converged reference solve")
     ap.add_argument("--solver", default=None, help="ionscale preconditioner (hypre, gamg, mg)")
     ap.add_argument("--conv-crit", type=float, default=1e-2, help="TauFactor convergence criterion")
     ap.add_argument("--ranks", type=int, default=2, help="also run ionscale on this many ranks (0: skip)")
@@ -228,11 +238,17 @@ def main():
             print(f"\n## {case}: skipped, {ELECTRODE} is absent")
             continue
         print(f"\n## {case}")
-        ref = run_child("reference", case, {}, timeout=a.timeout)
+        ref = run_child("reference", case, {}, timeout=a.timeout) if not a.no_reference else {"error": "skipped "}
         all_results.append(ref)
         tau_ref = ref.get("tau", float("nan"))
         print(f"  reference (ionscale rtol 1e-10, flux 1e-8): tau = {tau_ref:.6f}  "
               f"({ref.get('error', '')}{ref.get('iterations', '')} its)")
+        if case.startswith("gen"):
+            import numpy as np
+
+            CACHE.mkdir(parents=True, exist_ok=True)
+            if not (CACHE / f"{case}.npy").exists():
+                np.save(CACHE / f"{case}.npy", load_case(case))
         rows = {}
         for tool in tools:
             ok, why = peer_available(tool)
@@ -241,7 +257,7 @@ def main():
                 continue
             opts = {"solver": a.solver, "conv_crit": a.conv_crit, "matvec": True}
             best = None
-            for _ in range(a.repeat):
+            for _ in range(a.repeat if tool == "ionscale" else a.peer_repeat):
                 r = run_child(tool, case, opts, timeout=a.timeout)
                 if "error" in r:
                     best = r
@@ -251,7 +267,13 @@ def main():
             rows[tool] = best
             all_results.append(best)
         if a.ranks > 1 and "ionscale" in tools:
-            r2 = run_child("ionscale", case, {"solver": a.solver}, ranks=a.ranks, timeout=a.timeout)
+            r2 = None
+            for _ in range(a.repeat):
+                r = run_child("ionscale", case, {"solver": a.solver}, ranks=a.ranks, timeout=a.timeout)
+                if "error" in r or r2 is None or r["wall_s"] < r2["wall_s"]:
+                    r2 = r
+                if "error" in r:
+                    break
             rows[f"ionscale x{a.ranks}"] = r2
             all_results.append(r2)
         base = rows.get("ionscale", {})
@@ -264,6 +286,8 @@ def main():
             extra = ""
             if "iterations" in r:
                 extra += f" its={r['iterations']}"
+            if "setup_s" in r:
+                extra += f" setup={r['setup_s']:.1f}s solve={r['solve_s']:.1f}s"
             if name == "ionscale" and "matvec_s" in r:
                 extra += (f" s/it/voxel={r['solve_s'] / max(r['iterations'], 1) / r['voxels']:.2e}"
                           f" matvec={r['matvec_gbs']:.2f}GB/s ({r['matvec_gbs'] / bw * 100:.0f}% of triad)")

@@ -25,6 +25,8 @@ def overrides_for(deck: Path) -> list[str]:
 def test_deck_runs_end_to_end(deck, tmp_path):
     if "shared/data/electrode.tiff" in deck.read_text() and not ELECTRODE.exists():
         pytest.skip(f"{deck.name} reads the real electrode image, absent at {ELECTRODE}")
+    if "transport: lammps" in deck.read_text() and not Path("/usr/lib/python3/dist-packages/lammps").is_dir():
+        pytest.skip(f"{deck.name} needs Debian's python3-lammps (installed by scripts/setup.sh as root)")
     r = run_cli("run", deck, "--output", tmp_path, *overrides_for(deck), timeout=900)
     assert r.returncode == 0, f"{deck.name} failed:\n{r.stderr[-3000:]}"
     results = list(tmp_path.glob("*.h5"))

