@@ -10,6 +10,8 @@ export OMPI_MCA_rmaps_base_oversubscribe := 1
 export OMPI_MCA_btl_vader_single_copy_mechanism := none
 MPIRUN ?= mpirun --oversubscribe
 PYTEST_ARGS ?=
+# a hung collective fails its test instead of stalling CI
+PYTEST_TIMEOUT ?= --timeout=600
 
 .PHONY: setup demo test test-serial test-mpi bench clean
 
@@ -26,11 +28,11 @@ test: setup
 	$(MAKE) --no-print-directory test-serial test-mpi
 
 test-serial:
-	$(PY) -m pytest -q $(PYTEST_ARGS) tests
+	$(PY) -m pytest -q $(PYTEST_TIMEOUT) $(PYTEST_ARGS) tests
 
 # the same test bodies (marked mpi) on 2 ranks; rank 1 stays quiet unless it fails
 test-mpi:
-	$(MPIRUN) -n 2 $(PY) -m pytest -q -m mpi -p no:cacheprovider --color=no $(PYTEST_ARGS) tests
+	$(MPIRUN) -n 2 $(PY) -m pytest -q -m mpi -p no:cacheprovider --color=no $(PYTEST_TIMEOUT) $(PYTEST_ARGS) tests
 
 bench: setup
 	@IONSCALE_EXTRAS=dev,atomistic,validation,bench bash scripts/setup.sh

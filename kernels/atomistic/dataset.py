@@ -82,13 +82,14 @@ def _write_xyz(ds: Dataset, path: str):
         if ds.labelled:
             b.calc = SinglePointCalculator(b, energy=float(ds.energies[i]), forces=ds.forces[i])
         frames.append(b)
-    ase.io.write(path, frames, format="extxyz")
+    # parallel=False: ASE would otherwise broadcast over MPI_COMM_WORLD, and this is rank-local I/O
+    ase.io.write(path, frames, format="extxyz", parallel=False)
 
 
 def _read_xyz(path: str) -> Dataset:
     import ase.io
 
-    frames = ase.io.read(path, index=":", format="extxyz")
+    frames = ase.io.read(path, index=":", format="extxyz", parallel=False)  # rank-local, see _write_xyz
     if not frames:
         raise InputDataError(f"dataset {path} holds no structures")
     labelled = all(f.calc is not None and "energy" in f.calc.results and "forces" in f.calc.results for f in frames)
