@@ -168,6 +168,38 @@ def _harmonic(a, b):
     return np.divide(2.0 * prod, a + b, out=np.zeros_like(prod), where=prod > 0)
 
 
+def _faces(g, weight):
+    """The six face neighbours of a ghosted block's interior: (axis, sign, neighbour slice, conductance)."""
+    Dp = g[1:-1, 1:-1, 1:-1]
+    for a in range(3):
+        for sign in (-1, 1):
+            sl = [slice(1, -1)] * 3
+            sl[a] = slice(1 + sign, g.shape[a] - 1 + sign)
+            sl = tuple(sl)
+            yield a, sign, sl, _harmonic(Dp, g[sl]) * weight[a]
+
+
+def _pack_rows(diag, diag_cols, conds, neighbour_cols, col_dtype):
+    """CSR rows: the diagonal first, then the non-zero face couplings in face order."""
+    n = diag.size
+    keep = np.stack([c > 0 for c in conds], axis=1)
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(keep.sum(axis=1) + 1, out=indptr[1:])
+    cols = np.empty(int(indptr[-1]), dtype=col_dtype)
+    vals = np.empty(int(indptr[-1]))
+    pos = indptr[:-1].copy()
+    cols[pos] = diag_cols
+    vals[pos] = diag
+    pos += 1
+    for s, (c, nc) in enumerate(zip(conds, neighbour_cols)):
+        m = keep[:, s]
+        dest = pos[m]
+        cols[dest] = nc[m]
+        vals[dest] = -c[m]
+        pos[m] += 1
+    return indptr, cols, vals
+
+
 def _chunks(starts, box):
     """Split the local box into slabs of whole axis-0 planes of <= CHUNK_VOXELS voxels."""
     plane = box[1] * box[2]
@@ -200,23 +232,18 @@ def _chunk_rows(Dv, spanning, cs, cb, starts, box, shape, weight, axis, periodic
     """CSR rows of one chunk in natural numbering: (indptr, cols, vals, bc_in, bc_out)."""
     g = ghosted_block(Dv, spanning, cs, cb, periodic)
     Dp = g[1:-1, 1:-1, 1:-1]
-    n = int(np.prod(cb))
     it = np.int64
     ii = (np.arange(cs[0], cs[0] + cb[0], dtype=it)[:, None, None],
           np.arange(cs[1], cs[1] + cb[1], dtype=it)[None, :, None],
           np.arange(cs[2], cs[2] + cb[2], dtype=it)[None, None, :])
-    conds, nbs = [], []
+    conds, nb_cols = [], []
     diag = np.zeros(cb)
-    for a in range(3):
-        for sign in (-1, 1):
-            sl = [slice(1, -1)] * 3
-            sl[a] = slice(1 + sign, g.shape[a] - 1 + sign)
-            cond = _harmonic(Dp, g[tuple(sl)]) * weight[a]
-            diag += cond
-            conds.append(cond)
-            nb = list(ii)
-            nb[a] = (ii[a] + sign) % shape[a] if periodic else ii[a] + sign
-            nbs.append((a, nb))
+    for a, sign, _, cond in _faces(g, weight):
+        diag += cond
+        conds.append(cond.ravel())
+        nb = list(ii)
+        nb[a] = (ii[a] + sign) % shape[a] if periodic else ii[a] + sign
+        nb_cols.append(np.broadcast_to((nb[0] * shape[1] + nb[1]) * shape[2] + nb[2], cb).ravel())
     bi = bo = None
     if axis is not None:
         bi = np.where(np.broadcast_to(ii[axis] == 0, cb), 2.0 * Dp * weight[axis], 0.0)
@@ -225,24 +252,8 @@ def _chunk_rows(Dv, spanning, cs, cb, starts, box, shape, weight, axis, periodic
         bo *= faces[1]
         diag += bi + bo
     diag[diag == 0.0] = 1.0  # decoupled voxel: identity row, zero right-hand side
-    keep = np.empty((n, 6), dtype=bool)
-    for s, c in enumerate(conds):
-        keep[:, s] = c.ravel() > 0
-    indptr = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(keep.sum(axis=1) + 1, out=indptr[1:])
-    nnz = int(indptr[-1])
-    cols = np.empty(nnz, dtype=it)
-    vals = np.empty(nnz)
-    pos = indptr[:-1].copy()
-    cols[pos] = ((ii[0] * shape[1] + ii[1]) * shape[2] + ii[2]).ravel()
-    vals[pos] = diag.ravel()
-    pos += 1
-    for s, (a, nb) in enumerate(nbs):
-        m = keep[:, s]
-        dest = pos[m]
-        cols[dest] = np.broadcast_to((nb[0] * shape[1] + nb[1]) * shape[2] + nb[2], cb).ravel()[m]
-        vals[dest] = -conds[s].ravel()[m]
-        pos[m] += 1
+    own = ((ii[0] * shape[1] + ii[1]) * shape[2] + ii[2]).ravel()
+    indptr, cols, vals = _pack_rows(diag.ravel(), own, conds, nb_cols, it)
     return indptr, cols, vals, bi, bo
 
 
@@ -356,39 +367,18 @@ def assemble_compact(D, axis, da, spanning, spacing=(1.0, 1.0, 1.0), c_in=1.0, c
         gi[tuple(dst)] = gidx[tuple(src)]
         Dp = g[1:-1, 1:-1, 1:-1]
         act = (gi[1:-1, 1:-1, 1:-1] >= 0).ravel()
-        n = int(np.count_nonzero(act))
         conds, colsets = [], []
         diag = np.zeros(cb)
-        for a in range(3):
-            for sign in (-1, 1):
-                sl = [slice(1, -1)] * 3
-                sl[a] = slice(1 + sign, g.shape[a] - 1 + sign)
-                cond = _harmonic(Dp, g[tuple(sl)]) * weight[a]
-                diag += cond
-                conds.append(cond.ravel()[act])
-                colsets.append(gi[tuple(sl)].ravel()[act])
+        for _, _, sl, cond in _faces(g, weight):
+            diag += cond
+            conds.append(cond.ravel()[act])
+            colsets.append(gi[sl].ravel()[act])
         pos_axis = np.arange(cs[axis], cs[axis] + cb[axis]).reshape([-1 if k == axis else 1 for k in range(3)])
         bi = np.where(np.broadcast_to(pos_axis == 0, cb), 2.0 * Dp * weight[axis], 0.0)
         bo = np.where(np.broadcast_to(pos_axis == shape[axis] - 1, cb), 2.0 * Dp * weight[axis], 0.0)
         diag += bi + bo
-        keep = np.empty((n, 6), dtype=bool)
-        for s_, c in enumerate(conds):
-            keep[:, s_] = c > 0
-        indptr = np.zeros(n + 1, dtype=np.int64)
-        np.cumsum(keep.sum(axis=1) + 1, out=indptr[1:])
-        cols = np.empty(int(indptr[-1]), dtype=PETSc.IntType)
-        vals = np.empty(int(indptr[-1]))
         rows = gi[1:-1, 1:-1, 1:-1].ravel()[act]
-        pos = indptr[:-1].copy()
-        cols[pos] = rows
-        vals[pos] = diag.ravel()[act]
-        pos += 1
-        for s_ in range(6):
-            m = keep[:, s_]
-            dest = pos[m]
-            cols[dest] = colsets[s_][m]
-            vals[dest] = -conds[s_][m]
-            pos[m] += 1
+        indptr, cols, vals = _pack_rows(diag.ravel()[act], rows, conds, colsets, PETSc.IntType)
         return indptr, cols, vals, rows, bi.ravel()[act], bo.ravel()[act]
 
     d_nnz = np.empty(nloc, dtype=PETSc.IntType)
