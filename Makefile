@@ -35,7 +35,7 @@ test-mpi:
 	$(MPIRUN) -n 2 $(PY) -m pytest -q -m mpi -p no:cacheprovider --color=no $(PYTEST_TIMEOUT) $(PYTEST_ARGS) tests
 
 bench: setup
-	@IONSCALE_EXTRAS=dev,atomistic,validation,bench bash scripts/setup.sh
+	@IONSCALE_EXTRAS=dev,atomistic,bpx,validation,bench bash scripts/setup.sh
 	@for b in scripts/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:

@@ -36,7 +36,7 @@ setup(
     python_requires=">=3.10",
     packages=sorted(package_dir),
     package_dir=package_dir,
-    package_data={"ionscale": ["data/*", "data/**/*"], "ionscale.kernels.cell": ["parameters/*.json"]},
+    package_data={"ionscale": ["data/*", "data/**/*"], "ionscale.kernels.cell": ["parameters/*.json", "parameters/bpx/*.json"]},
     install_requires=[
         "numpy>=1.24",
         "scipy>=1.10",
@@ -54,8 +54,10 @@ setup(
     extras_require={
         "dev": ["pytest>=7", "hypothesis>=6", "pytest-timeout>=2"],
         "atomistic": ["ase>=3.22"],
+        # Battery Parameter eXchange files as cell-model parameter sets (schema validation)
+        "bpx": ["bpx>=1.1"],
         # reference implementation the cell-model tests compare against (not a runtime dependency)
-        "validation": ["pybamm"],
+        "validation": ["pybamm", "bpx>=1.1"],
         # peers measured by scripts/bench_*.py (never imported by ionscale itself)
         "bench": ["taufactor", "porespy", "pyamg", "pybamm", "icet", "torchani"],
         # optional reference engine for layered-oxide cathodes (pretrained weights ship in the wheel)

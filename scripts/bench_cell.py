@@ -8,8 +8,13 @@
    our cases distributed over MPI COMM_WORLD ranks (split round-robin), against
    PyBaMM's batched ``inputs`` solve (tortuosity entered through an equivalent
    Bruggeman exponent b = 1 - ln(tau)/ln(eps), so eps**b = eps/tau) on rank 0.
+3. Lumped thermal model (``thermal="lumped"``) against PyBaMM's DFN
+   ``{"thermal": "lumped"}``: Chen2020 and Marquis2019 at 1C and 2C, both face
+   averages; voltage RMS / max, temperature max difference, capacity; re-solve
+   time (interleaved, min-of-N) against PyBaMM and against our isothermal solve.
 
     python scripts/bench_cell.py [--repeat 7] [--taus 25]
+    python scripts/bench_cell.py --only-thermal
     mpirun -n 2 python scripts/bench_cell.py
 PyBaMM is a measuring peer only; without it the script says so and reports ours.
 """
@@ -126,6 +131,71 @@ def half_cell(args, comm):
           f"{(res.capacity_Ah - cap_ref) / cap_ref:.2e}")
 
 
+def thermal(args, comm):
+    """Lumped thermal DFN vs PyBaMM's lumped DFN (same mesh 20/20/20, 20 shells, tolerances)."""
+    print("[lumped thermal] ionscale thermal='lumped' vs PyBaMM DFN {'thermal': 'lumped'}")
+    if pybamm is None:
+        print("PyBaMM NOT INSTALLED: no thermal peer comparison; ionscale alone:")
+    for name in ("Chen2020", "Marquis2019"):
+        params = load_parameter_set(name)
+        sim = None
+        if pybamm is not None:
+            values = pybamm.ParameterValues(name)
+            values["Current function [A]"] = "[input]"
+            sim = pybamm.Simulation(pybamm.lithium_ion.DFN(options={"thermal": "lumped"}), parameter_values=values,
+                                    solver=pybamm.IDAKLUSolver(rtol=1e-6, atol=1e-6))
+        for average in ("arithmetic", "harmonic"):
+            model = DFNModel(params, conductivity_average=average, thermal="lumped")
+            for c in (1.0, 2.0):
+                res = model.discharge(c)
+                line = (f"  {name} {c:g}C {average:10s}: T {res.temperature_K[0]:.2f} -> "
+                        f"{res.temperature_K[-1]:.3f} K, capacity {res.capacity_Ah:.5f} A h ({res.steps} steps, "
+                        f"{model.last_stats['snes_its']} Newton)")
+                if sim is not None:
+                    current = params["nominal_cell_capacity_Ah"] * c
+                    sol = sim.solve([0, 1.5 * 3600 / c], inputs={"Current function [A]": current})
+                    t_ref, v_ref = sol["Time [s]"].entries, sol["Voltage [V]"].entries
+                    T_ref = sol["Volume-averaged cell temperature [K]"].entries
+                    cap_ref = sol["Discharge capacity [A.h]"].entries[-1]
+                    keep = t_ref <= min(t_ref[-1], res.time_s[-1])
+                    dv = np.interp(t_ref[keep], res.time_s, res.voltage_V) - v_ref[keep]
+                    dT = np.interp(t_ref[keep], res.time_s, res.temperature_K) - T_ref[keep]
+                    line += (f"; PyBaMM T_end {T_ref[-1]:.3f} K; V RMS {math.sqrt(np.mean(dv ** 2)) * 1e3:.3f} mV "
+                             f"(max {np.abs(dv).max() * 1e3:.3f}); |dT| max {np.abs(dT).max():.4f} K; "
+                             f"capacity rel diff {(res.capacity_Ah - cap_ref) / cap_ref:.2e}")
+                print(line)
+    # timing: Chen2020 1C, interleaved ionscale lumped / ionscale isothermal / PyBaMM lumped
+    params = load_parameter_set("Chen2020")
+    lumped = DFNModel(params, conductivity_average=args.average, thermal="lumped")
+    iso = DFNModel(params, conductivity_average=args.average)
+    lumped.discharge(1.0), iso.discharge(1.0)
+    if pybamm is not None:
+        values = pybamm.ParameterValues("Chen2020")
+        values["Current function [A]"] = "[input]"
+        sim = pybamm.Simulation(pybamm.lithium_ion.DFN(options={"thermal": "lumped"}), parameter_values=values,
+                                solver=pybamm.IDAKLUSolver(rtol=1e-6, atol=1e-6))
+        sim.solve([0, 1.5 * 3600], inputs={"Current function [A]": 5.0})
+    t_l, t_i, t_p = [], [], []
+    for _ in range(args.repeat):
+        t0 = time.perf_counter()
+        lumped.discharge(1.0)
+        t_l.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        iso.discharge(1.0)
+        t_i.append(time.perf_counter() - t0)
+        if pybamm is not None:
+            t0 = time.perf_counter()
+            sim.solve([0, 1.5 * 3600], inputs={"Current function [A]": 5.0})
+            t_p.append(time.perf_counter() - t0)
+    line = (f"  re-solve Chen2020 1C ({args.average}), min of {args.repeat}: ionscale lumped {min(t_l) * 1e3:.1f} ms "
+            f"({lumped.last_stats['steps']} steps, {lumped.last_stats['snes_its']} Newton), isothermal "
+            f"{min(t_i) * 1e3:.1f} ms ({iso.last_stats['steps']} steps, {iso.last_stats['snes_its']} Newton): "
+            f"thermal overhead x{min(t_l) / min(t_i):.2f}")
+    if t_p:
+        line += f"; PyBaMM lumped {min(t_p) * 1e3:.1f} ms; ratio ionscale/PyBaMM {min(t_l) / min(t_p):.2f}"
+    print(line)
+
+
 def sweep(args, comm):
     rates = [0.5, 1.0, 1.5, 2.0]
     taus = np.linspace(1.5, 4.0, args.taus)
@@ -183,13 +253,21 @@ def main():
                     help="electrolyte conductivity face average (arithmetic = PyBaMM's)")
     ap.add_argument("--skip-single", action="store_true")
     ap.add_argument("--skip-sweep", action="store_true")
+    ap.add_argument("--skip-thermal", action="store_true")
+    ap.add_argument("--only-thermal", action="store_true", help="run only the lumped-thermal comparison")
     args = ap.parse_args()
     comm = MPI.COMM_WORLD
     if comm.rank == 0:
         print("note: timings on a shared, loaded 2-core machine; min-of-N reported")
+    if args.only_thermal:
+        if comm.rank == 0:
+            thermal(args, comm)
+        return
     if not args.skip_single and comm.rank == 0:
         single(args, comm)
         half_cell(args, comm)
+    if not args.skip_thermal and comm.rank == 0:
+        thermal(args, comm)
     comm.Barrier()
     if not args.skip_sweep:
         sweep(args, comm)

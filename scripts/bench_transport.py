@@ -6,7 +6,9 @@ Every (case, tool) runs in its own subprocess so that the peak memory is that pr
 max RSS (``resource.getrusage``; tracemalloc misses PETSc/torch allocations). Prints wall
 time, peak memory (bytes/voxel), tau, its deviation from an over-converged ionscale
 reference, and the ratios to ionscale. Also: 1 -> 2 ranks efficiency, a STREAM-like
-triad bandwidth measured with numpy, and the bandwidth of one operator application.
+triad bandwidth measured with numpy, the bandwidth of one operator application, and the
+bytes moved per CG iteration from a traffic model of the BoomerAMG hierarchy it printed
+(:func:`vcycle_traffic`), turned into an achieved bandwidth with the measured time per iteration.
 
     .venv/bin/python scripts/bench_transport.py                      # default cases
     .venv/bin/python scripts/bench_transport.py --cases gen200_p35 --tools ionscale,taufactor
@@ -93,8 +95,13 @@ def worker(tool: str, case: str, opts: dict) -> dict:
         if tool == "reference":
             r = solve_direction(mask, 0, comm, rtol=1e-10, flux_tol=1e-8, solver="hypre", prefix="ref_")
         else:
-            r = solve_direction(mask, 0, comm, rtol=opts.get("rtol", 1e-6), flux_tol=opts.get("flux_tol", 1e-4),
-                                solver=opts.get("solver"), prefix="bench_")
+            hypre = opts.get("solver") in (None, "hypre")
+            with capture_stdout(enabled=hypre and opts.get("traffic")) as captured:
+                r = solve_direction(mask, 0, comm, rtol=opts.get("rtol", 1e-6), flux_tol=opts.get("flux_tol", 1e-4),
+                                    solver=opts.get("solver"), prefix="bench_",
+                                    petsc_options={"pc_hypre_boomeramg_print_statistics": 1} if hypre and opts.get("traffic") else None)
+            if captured.text:
+                out["traffic"] = vcycle_traffic(captured.text)
         out.update(tau=r.tau, iterations=r.iterations, flux_mismatch=r.flux_mismatch,
                    relative_residual=r.relative_residual, setup_s=r.setup_time_s, solve_s=r.solve_time_s,
                    ranks=comm.size)
@@ -133,6 +140,72 @@ def worker(tool: str, case: str, opts: dict) -> dict:
         raise ValueError(tool)
     out["bytes_per_voxel"] = out["peak_rss_bytes"] / mask.size
     return out
+
+
+class capture_stdout:
+    """Redirect file descriptor 1 (hypre prints its statistics from C) to a temporary file."""
+
+    def __init__(self, enabled=True):
+        self.enabled = bool(enabled)
+        self.text = ""
+
+    def __enter__(self):
+        if self.enabled:
+            import tempfile
+
+            sys.stdout.flush()
+            self._tmp = tempfile.TemporaryFile(mode="w+b")
+            self._saved = os.dup(1)
+            os.dup2(self._tmp.fileno(), 1)
+        return self
+
+    def __exit__(self, *exc):
+        if self.enabled:
+            sys.stdout.flush()
+            os.dup2(self._saved, 1)
+            os.close(self._saved)
+            self._tmp.seek(0)
+            self.text = self._tmp.read().decode(errors="replace")
+            self._tmp.close()
+        return False
+
+
+def vcycle_traffic(stats: str) -> dict:
+    """Bytes moved per preconditioned CG iteration, from BoomerAMG's printed hierarchy.
+
+    Model (stated, not measured): CSR costs 12 bytes per nonzero (8 value + 4 column) + 4 per
+    row. Per V-cycle level: hybrid symmetric Gauss-Seidel down and up (a forward and a backward
+    sweep each: 4 passes over A_l), one residual (1 pass over A_l), restriction and
+    interpolation (2 passes over P_l), ~10 vector streams of 8 bytes per row; the CG iteration
+    adds one PETSc MatMult on the fine operator and ~10 vector streams (2 dots, 3 axpys).
+    Caches are assumed to hold nothing between passes (true for the fine levels that dominate)."""
+    import re
+
+    ops, interp = [], {}
+    section = None
+    for line in stats.splitlines():
+        if "Operator Matrix Information" in line:
+            section = "A"
+        elif "Interpolation Matrix Information" in line:
+            section = "P"
+        elif "Complexity" in line:
+            section = None
+        m = re.match(r"\s*(\d+)\s+(\d+)\s+(\d+)\s+[\d.]+\s+\d+\s+\d+", line)
+        if section == "A" and m:
+            ops.append((int(m.group(2)), int(m.group(3))))
+        m = re.match(r"\s*(\d+)\s+(\d+)\s+x\s+(\d+)\s+\d+\s+\d+\s+([\d.]+)", line)
+        if section == "P" and m:
+            interp[int(m.group(1))] = int(m.group(2)) * float(m.group(4))
+    if not ops:
+        return {}
+    total = 0.0
+    for lev, (rows, nnz) in enumerate(ops[:-1]):  # the coarsest level is a tiny direct solve
+        total += 5 * (12 * nnz + 4 * rows) + 2 * 12 * interp.get(lev, 0.0) + 10 * 8 * rows
+    rows0, nnz0 = ops[0]
+    total += 12 * nnz0 + 4 * rows0 + 10 * 8 * rows0
+    return {"levels": len(ops), "operator_complexity": sum(n for _, n in ops) / nnz0,
+            "grid_complexity": sum(r for r, _ in ops) / rows0, "bytes_per_iteration": total,
+            "fine_nnz": nnz0, "fine_rows": rows0}
 
 
 def matvec_bandwidth(mask, comm) -> dict:
@@ -256,7 +329,7 @@ def main():
             if not ok:
                 print(f"  {tool:10s} MISSING: {why}")
                 continue
-            opts = {"solver": a.solver, "conv_crit": a.conv_crit, "matvec": True}
+            opts = {"solver": a.solver, "conv_crit": a.conv_crit, "matvec": True, "traffic": True}
             best = None
             for _ in range(a.repeat if tool == "ionscale" else a.peer_repeat):
                 r = run_child(tool, case, opts, timeout=a.timeout)
@@ -270,7 +343,7 @@ def main():
         if a.ranks > 1 and "ionscale" in tools:
             r2 = None
             for _ in range(a.repeat):
-                r = run_child("ionscale", case, {"solver": a.solver}, ranks=a.ranks, timeout=a.timeout)
+                r = run_child("ionscale", case, {"solver": a.solver, "traffic": True}, ranks=a.ranks, timeout=a.timeout)
                 if "error" in r or r2 is None or r["wall_s"] < r2["wall_s"]:
                     r2 = r
                 if "error" in r:
@@ -292,6 +365,13 @@ def main():
             if name == "ionscale" and "matvec_s" in r:
                 extra += (f" s/it/voxel={r['solve_s'] / max(r['iterations'], 1) / r['voxels']:.2e}"
                           f" matvec={r['matvec_gbs']:.2f}GB/s ({r['matvec_gbs'] / bw * 100:.0f}% of triad)")
+            if r.get("traffic"):
+                t = r["traffic"]
+                per_it = r["solve_s"] / max(r["iterations"], 1)
+                gbs = t["bytes_per_iteration"] / per_it / 1e9
+                extra += (f" [AMG levels={t['levels']} op.complexity={t['operator_complexity']:.2f}"
+                          f" model {t['bytes_per_iteration'] / 1e6:.0f} MB/it -> {gbs:.1f} GB/s"
+                          f" = {gbs / bw * 100:.0f}% of triad]")
             if name.startswith("ionscale x"):
                 eff = base["wall_s"] / (a.ranks * r["wall_s"]) * 100 if base.get("wall_s") else float("nan")
                 extra += f" parallel efficiency={eff:.0f}%"

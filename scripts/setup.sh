@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 VENV=${IONSCALE_VENV:-.venv}
 PY=${PYTHON:-python3}
 PETSC_VERSION=3.18.5
-EXTRAS=${IONSCALE_EXTRAS:-dev,atomistic,validation}
+EXTRAS=${IONSCALE_EXTRAS:-dev,atomistic,bpx,validation}
 
 say() { printf '[setup] %s\n' "$*"; }
 

@@ -38,6 +38,18 @@ written in place into the value array of a PETSc AIJ matrix and factorised by LU
 1e-9), at particle-surface exhaustion and at electrolyte depletion (c_e < 1e-6 c_e0).
 :meth:`DFNModel.discharge` runs one constant-current discharge,
 :meth:`DFNModel.run_protocol` a list of cc / cv / rest steps (see protocol.py).
+
+Thermal (``thermal="lumped"``, PyBaMM's lumped model; default "isothermal": T = temperature_K)::
+
+    rho_cp_eff V dT/dt = A n_par Q - h A_cool (T - T_amb),   T(0) = temperature_K
+    rho_cp_eff = sum_k L_k rho_k c_p,k / sum_k L_k   (both collectors, electrodes, separator)
+    Q = int [ -i_e d phi_e/dx - i_s d phi_s/dx + a j eta + a j T dU/dT ] dx + i^2 R_series A   [W/m2]
+    U(sto, T) = U(sto) + (T - T_ref) dU/dT(sto),   D_s(T) = D_s,ref exp(E_a/R (1/T_ref - 1/T))
+
+T is one more differential unknown y[n+1]; every T-dependent property (RT/F in the kinetics
+and the diffusion potential, Arrhenius j0 / D_e / kappa / D_s, the OCP's entropic term) is
+evaluated at the state T. Its Jacobian column is a forward difference of the compiled
+residual in T; its row keeps only the diagonal (see :func:`thermal_jacobian_entries`).
 """
 from __future__ import annotations
 
@@ -50,12 +62,13 @@ import numpy as np
 import scipy.sparse as sp
 from petsc4py import PETSc
 
-from ionscale.errors import SolverDivergedError
+from ionscale.errors import DeckError, SolverDivergedError
 from ionscale.petsc_options import scoped_options
 
-from .functions import (ELECTROLYTE_CONDUCTIVITY, ELECTROLYTE_DIFFUSIVITY, EXCHANGE_CURRENT, FARADAY, OCP, R_GAS,
-                        electrolyte_conductivity, electrolyte_diffusivity, exchange_current, function_id, ocp)
-from .parameters import function, ocp_callable, transport_efficiency
+from .functions import (ENTROPIC_CHANGE, FARADAY, R_GAS, arrhenius, electrolyte_conductivity_of,
+                        electrolyte_diffusivity_of, entropic_change, entropic_change_table, exchange_current_of,
+                        function_id, ocp_of)
+from .parameters import function, ocp_callable, pack_properties, particle_diffusivity, transport_efficiency
 
 _REGIONS = ("negative_electrode", "separator", "positive_electrode")
 
@@ -100,6 +113,10 @@ class DischargeResult:
     stop_reason: str = ""
     final_state: np.ndarray = field(repr=False, default=None)
     initial_state: np.ndarray = field(repr=False, default=None)
+    #: cell temperature [K] at each time (constant when isothermal) and, for the lumped
+    #: thermal model, the total heat generated [W] (see :func:`heat_sources`)
+    temperature_K: np.ndarray = field(repr=False, default=None)
+    heat_W: np.ndarray = field(repr=False, default=None)
 
     @property
     def capacity_curve_Ah(self):
@@ -111,20 +128,35 @@ class DischargeResult:
 @numba.njit(cache=True)
 def _ocp_of(e, fids, ocp_tab, sto):
     """OCP of electrode e (0 negative, 1 positive): compiled function or table."""
-    if fids[e] >= 0:
-        return ocp(fids[e], sto)
-    n = fids[6 + e]
-    return np.interp(sto, ocp_tab[2 * e, :n], ocp_tab[2 * e + 1, :n])
+    return ocp_of(e, fids, ocp_tab, sto)
 
 
 @numba.njit(cache=True)
-def _face(cl, cr, h, w, bl, br, fids, tplus, tdf, RT_F, harmonic, T):
+def _entropic_of(e, geo, tab, sto):
+    """Entropic change dU/dT [V/K] of electrode e: compiled function (id geo[22 + e] >= 0),
+    table (id -2, functions.entropic_change_table) or the constant geo[24 + e] (id -1)."""
+    fid = int(geo[22 + e])
+    if fid >= 0:
+        return entropic_change(fid, sto)
+    if fid == -2:
+        return entropic_change_table(e, tab, sto)
+    return geo[24 + e]
+
+
+@numba.njit(cache=True)
+def _ocp_at(e, fids, ocp_tab, geo, sto, T):
+    """U(sto, T) = U(sto) + (T - T_ref) dU/dT(sto) (PyBaMM's form; exactly U(sto) at T_ref)."""
+    return _ocp_of(e, fids, ocp_tab, sto) + (T - geo[26]) * _entropic_of(e, geo, ocp_tab, sto)
+
+
+@numba.njit(cache=True)
+def _face(cl, cr, h, w, bl, br, fids, ocp_tab, tplus, tdf, RT_F, harmonic, T):
     """Electrolyte fluxes at the face between two cells: returns (B kappa, chi B kappa dc/dx
     part of i_e, diffusive flux N_e = -B D_e dc/dx), c in mol/m3."""
     # floors as in PyBaMM (10 mol/m3 for the property fits, 0.01 for 1/c):
     # a locally depleted electrolyte stays solvable
-    kl = bl * electrolyte_conductivity(fids[5], max(cl, 10.0), T)
-    kr = br * electrolyte_conductivity(fids[5], max(cr, 10.0), T)
+    kl = bl * electrolyte_conductivity_of(fids, ocp_tab, max(cl, 10.0), T)
+    kr = br * electrolyte_conductivity_of(fids, ocp_tab, max(cr, 10.0), T)
     if harmonic:  # flux-continuous where B jumps (2nd order)
         kap_f = 1.0 / (w / kl + (1.0 - w) / kr)
     else:  # PyBaMM's weighted arithmetic mean (1st order at region interfaces)
@@ -132,8 +164,8 @@ def _face(cl, cr, h, w, bl, br, fids, tplus, tdf, RT_F, harmonic, T):
     chil = 2.0 * (1.0 - tplus) * tdf * RT_F / max(cl, 1e-2)
     chir = 2.0 * (1.0 - tplus) * tdf * RT_F / max(cr, 1e-2)
     chi_f = 1.0 / (w / chil + (1.0 - w) / chir)
-    dl = bl * electrolyte_diffusivity(fids[4], max(cl, 10.0), T)
-    dr_ = br * electrolyte_diffusivity(fids[4], max(cr, 10.0), T)
+    dl = bl * electrolyte_diffusivity_of(fids, ocp_tab, max(cl, 10.0), T)
+    dr_ = br * electrolyte_diffusivity_of(fids, ocp_tab, max(cr, 10.0), T)
     d_f = 1.0 / (w / dl + (1.0 - w) / dr_)
     gc = (cr - cl) / h
     return kap_f, kap_f * chi_f * gc, -d_f * gc
@@ -168,6 +200,8 @@ def rhs(y, i_app, out, geo, dx, xc, eps, brug, a_s, fids, ocp_tab, T):
             ncell = Nn; nrr = Nrn; off = 0; cmax = geo[5]; Rp_ = geo[7]; Ds = geo[9]; x0 = 0; o_ps = o_psn
         else:
             ncell = Np; nrr = Nrp; off = o_sp; cmax = geo[6]; Rp_ = geo[8]; Ds = geo[10]; x0 = Nn + Ns; o_ps = o_psp
+        # Arrhenius D_s(T) of the lumped thermal model (geo[27 + e] = 0 otherwise: a factor of exactly 1)
+        Ds *= arrhenius(geo[27 + e], geo[26], T)
         dr = Rp_ / nrr
         for i in range(ncell):
             base = off + i * nrr
@@ -176,8 +210,8 @@ def rhs(y, i_app, out, geo, dx, xc, eps, brug, a_s, fids, ocp_tab, T):
             sto_surf = s_last + 0.5 * (s_last - s_prev)
             ix = x0 + i
             ce = y[o_ce + ix] * c0
-            U = _ocp_of(e, fids, ocp_tab, sto_surf)
-            j0 = exchange_current(fids[2 + e], ce, sto_surf * cmax, cmax, T)
+            U = _ocp_at(e, fids, ocp_tab, geo, sto_surf, T)
+            j0 = exchange_current_of(e, fids, ocp_tab, ce, sto_surf * cmax, cmax, T)
             eta = y[o_ps + i] - y[o_pe + ix] - U
             jj = 2.0 * j0 * math.sinh(0.5 * eta / RT_F)
             j[ix] = jj
@@ -205,7 +239,7 @@ def rhs(y, i_app, out, geo, dx, xc, eps, brug, a_s, fids, ocp_tab, T):
             h = xc[i + 1] - xc[i]
             w = dx[i] / (dx[i] + dx[i + 1])
             kap_f, ie_c, Ne_right = _face(y[o_ce + i] * c0, y[o_ce + i + 1] * c0, h, w, brug[i], brug[i + 1],
-                                          fids, tplus, tdf, RT_F, harmonic, T)
+                                          fids, ocp_tab, tplus, tdf, RT_F, harmonic, T)
             ie_right = ie_c - kap_f * (y[o_pe + i + 1] - y[o_pe + i]) / h
         else:
             ie_right = 0.0
@@ -299,14 +333,14 @@ def jacobian_entries(y, rows, cols, vals, geo, dx, xc, eps, brug, a_s, fids, ocp
             ce = y[o_ce + ix] * c0
             # forward differences, stepping away from the nearer bound of sto in (0, 1)
             hs = 1.5e-8 if sto < 0.5 else -1.5e-8
-            U = _ocp_of(e, fids, ocp_tab, sto)
-            dU = (_ocp_of(e, fids, ocp_tab, sto + hs) - U) / hs
+            U = _ocp_at(e, fids, ocp_tab, geo, sto, T)
+            dU = (_ocp_at(e, fids, ocp_tab, geo, sto + hs, T) - U) / hs
             cs = sto * cmax
-            j0 = exchange_current(fids[2 + e], ce, cs, cmax, T)
+            j0 = exchange_current_of(e, fids, ocp_tab, ce, cs, cmax, T)
             hc = 1.5e-8 * max(ce, 1.0)
-            dj0_dce = (exchange_current(fids[2 + e], ce + hc, cs, cmax, T) - j0) / hc
+            dj0_dce = (exchange_current_of(e, fids, ocp_tab, ce + hc, cs, cmax, T) - j0) / hc
             hcs = hs * cmax
-            dj0_dcs = (exchange_current(fids[2 + e], ce, cs + hcs, cmax, T) - j0) / hcs
+            dj0_dcs = (exchange_current_of(e, fids, ocp_tab, ce, cs + hcs, cmax, T) - j0) / hcs
             arg = 0.5 * (y[o_ps + i] - y[o_pe + ix] - U) / RT_F
             sh = math.sinh(arg)
             gphi = j0 * math.cosh(arg) / RT_F  # d jj / d phi_s
@@ -358,15 +392,15 @@ def jacobian_entries(y, rows, cols, vals, geo, dx, xc, eps, brug, a_s, fids, ocp
         w = dx[i] / (dx[i] + dx[i + 1])
         cl = y[o_ce + i] * c0
         cr = y[o_ce + i + 1] * c0
-        kap_f, ie_c, Ne = _face(cl, cr, h, w, brug[i], brug[i + 1], fids, tplus, tdf, RT_F, harmonic, T)
+        kap_f, ie_c, Ne = _face(cl, cr, h, w, brug[i], brug[i + 1], fids, ocp_tab, tplus, tdf, RT_F, harmonic, T)
         dpe = y[o_pe + i + 1] - y[o_pe + i]
         hl = 1.5e-8 * max(cl, 1.0)
         hr = 1.5e-8 * max(cr, 1.0)
         ie0 = ie_c - kap_f * dpe / h
-        kp, iep, Nep = _face(cl + hl, cr, h, w, brug[i], brug[i + 1], fids, tplus, tdf, RT_F, harmonic, T)
+        kp, iep, Nep = _face(cl + hl, cr, h, w, brug[i], brug[i + 1], fids, ocp_tab, tplus, tdf, RT_F, harmonic, T)
         die_l = ((iep - kp * dpe / h) - ie0) / hl * c0
         dNe_l = (Nep - Ne) / hl * c0
-        kp, iep, Nep = _face(cl, cr + hr, h, w, brug[i], brug[i + 1], fids, tplus, tdf, RT_F, harmonic, T)
+        kp, iep, Nep = _face(cl, cr + hr, h, w, brug[i], brug[i + 1], fids, ocp_tab, tplus, tdf, RT_F, harmonic, T)
         die_r = ((iep - kp * dpe / h) - ie0) / hr * c0
         dNe_r = (Nep - Ne) / hr * c0
         die_pl = kap_f / h
@@ -481,6 +515,132 @@ def extension_entries(data, ext_pos, voltage_mode, coef, r_drop):
         data[ext_pos[3]] = 1.0
 
 
+# ---- lumped thermal model: heat sources, the temperature row and column -----------------------
+
+@numba.njit(cache=True)
+def heat_sources(y, i_app, T, q, geo, dx, xc, eps, brug, a_s, fids, ocp_tab):
+    """Heat generated per unit electrode area [W/m2] by state ``y`` at current density
+    ``i_app`` and temperature T, into q: [0] electrolyte Ohmic -sum_faces i_e d(phi_e),
+    [1] solid Ohmic sigma (d phi_s)^2 / h per face (plus the collector-side half cells),
+    [2] series resistance i^2 R A (collectors' through-plane drop + contact),
+    [3] irreversible a j eta dx, [4] reversible a j T dU/dT dx (PyBaMM's definitions).
+    Written as fluxes times potential differences over the same faces as :func:`rhs`,
+    so that by summation by parts q[0] + q[1] + q[2] + q[3] = i (U_p - U_n - V) exactly
+    when each electrode's OCP is uniform (tested)."""
+    Nn = int(geo[0]); Ns = int(geo[1]); Np = int(geo[2]); Nrn = int(geo[3]); Nrp = int(geo[4])
+    Nx = Nn + Ns + Np
+    o_sp = Nn * Nrn
+    o_ce = o_sp + Np * Nrp
+    o_pe = o_ce + Nx
+    o_psn = o_pe + Nx
+    o_psp = o_psn + Nn
+    c0 = geo[13]; tplus = geo[14]; tdf = geo[15]
+    harmonic = geo[17] > 0.5
+    RT_F = R_GAS * T / FARADAY
+    for k in range(5):
+        q[k] = 0.0
+    for e in range(2):
+        if e == 0:
+            ncell = Nn; nrr = Nrn; off = 0; cmax = geo[5]; x0 = 0; o_ps = o_psn; sig = geo[11]
+        else:
+            ncell = Np; nrr = Nrp; off = o_sp; cmax = geo[6]; x0 = Nn + Ns; o_ps = o_psp; sig = geo[12]
+        for i in range(ncell):
+            base = off + i * nrr
+            sto_surf = 1.5 * y[base + nrr - 1] - 0.5 * y[base + nrr - 2]
+            ix = x0 + i
+            U = _ocp_at(e, fids, ocp_tab, geo, sto_surf, T)
+            j0 = exchange_current_of(e, fids, ocp_tab, y[o_ce + ix] * c0, sto_surf * cmax, cmax, T)
+            eta = y[o_ps + i] - y[o_pe + ix] - U
+            aj_dx = a_s[ix] * 2.0 * j0 * math.sinh(0.5 * eta / RT_F) * dx[ix]
+            q[3] += aj_dx * eta
+            q[4] += aj_dx * T * _entropic_of(e, geo, ocp_tab, sto_surf)
+            if i < ncell - 1:
+                d = y[o_ps + i + 1] - y[o_ps + i]
+                q[1] += sig * d * d / (xc[ix + 1] - xc[ix])
+        if ncell > 0:
+            if e == 0:  # phi_s(0) = 0 over half a cell
+                q[1] += sig * y[o_ps] * y[o_ps] / (0.5 * dx[x0])
+            else:  # i_s = i_app into the extrapolated phi_s(L)
+                q[1] -= i_app * 0.5 * (y[o_ps + ncell - 1] - y[o_ps + ncell - 2])
+    # i_e at the faces as in _face (same floors and means), each cell's B kappa and chi
+    # evaluated once and carried to the next face (D_e is not needed here)
+    cr = y[o_ce] * c0
+    kr = brug[0] * electrolyte_conductivity_of(fids, ocp_tab, max(cr, 10.0), T)
+    chir = 2.0 * (1.0 - tplus) * tdf * RT_F / max(cr, 1e-2)
+    for i in range(Nx - 1):
+        cl, kl, chil = cr, kr, chir
+        cr = y[o_ce + i + 1] * c0
+        kr = brug[i + 1] * electrolyte_conductivity_of(fids, ocp_tab, max(cr, 10.0), T)
+        chir = 2.0 * (1.0 - tplus) * tdf * RT_F / max(cr, 1e-2)
+        h = xc[i + 1] - xc[i]
+        w = dx[i] / (dx[i] + dx[i + 1])
+        if harmonic:
+            kap_f = 1.0 / (w / kl + (1.0 - w) / kr)
+        else:
+            kap_f = (1.0 - w) * kl + w * kr
+        chi_f = 1.0 / (w / chil + (1.0 - w) / chir)
+        dpe = y[o_pe + i + 1] - y[o_pe + i]
+        q[0] -= (kap_f * chi_f * ((cr - cl) / h) - kap_f * dpe / h) * dpe
+    q[2] = i_app * i_app * geo[20]
+
+
+@numba.njit(cache=True)
+def residual_thermal(yx, ydotx, i1c, voltage_mode, setpoint, f, fbuf, mass, geo, dx, xc, eps, brug, a_s, fids,
+                     ocp_tab, therm, q):
+    """IFunction of the system extended by the current y[n] and the cell temperature
+    y[n+1] (lumped): rows <= n as :func:`residual_ext` at T = y[n+1], row n+1 is
+    ``dT/dt - (k_Q sum(q) - k_h (T - T_amb))`` with therm = (k_Q, k_h, T_amb),
+    k_Q = A n_parallel / (rho c_p V), k_h = h A_cool / (rho c_p V)."""
+    n = mass.size
+    T = yx[n + 1]
+    residual_ext(yx[:n + 1], ydotx[:n + 1], i1c, voltage_mode, setpoint, f[:n + 1], fbuf, mass, geo, dx, xc, eps,
+                 brug, a_s, fids, ocp_tab, T)
+    heat_sources(yx[:n], yx[n] * i1c, T, q, geo, dx, xc, eps, brug, a_s, fids, ocp_tab)
+    f[n + 1] = ydotx[n + 1] - (therm[0] * (q[0] + q[1] + q[2] + q[3] + q[4]) - therm[1] * (T - therm[2]))
+
+
+@numba.njit(cache=True)
+def thermal_jacobian_entries(yx, i1c, shift, data, tcol_pos, tdiag_pos, fa, fb, q, geo, dx, xc, eps, brug, a_s, fids,
+                             ocp_tab, therm, diff_pos, diff_vals, diff_side, reuse):
+    """The temperature column d(rows < n)/dT by a forward difference of the compiled
+    residual (one extra evaluation) and the temperature row's diagonal; the constant
+    particle-diffusion part (assembled at D_s(T_ref)) rescaled by the Arrhenius factors
+    at T. The row's dependence on the other unknowns (d Q / d y, a dense row) is left
+    out: Newton on this slightly inexact Jacobian (quasi-Newton) converges, T being a
+    slow variable coupled weakly back into the electrochemistry (measured: 344 vs 297
+    Newton iterations for a 1C discharge). ``reuse``: fa and q already hold rhs and the
+    heat sources at this very state (the IFunction's last evaluation), saving one of each."""
+    n = fa.size
+    y = yx[:n]
+    i_app = yx[n] * i1c
+    T = yx[n + 1]
+    fac_n = arrhenius(geo[27], geo[26], T) - 1.0
+    fac_p = arrhenius(geo[28], geo[26], T) - 1.0
+    if fac_n != 0.0 or fac_p != 0.0:
+        for k in range(diff_pos.size):
+            data[diff_pos[k]] -= (fac_p if diff_side[k] else fac_n) * diff_vals[k]
+    hT = 1e-6 * T
+    if not reuse:
+        rhs(y, i_app, fa, geo, dx, xc, eps, brug, a_s, fids, ocp_tab, T)
+        heat_sources(y, i_app, T, q, geo, dx, xc, eps, brug, a_s, fids, ocp_tab)
+    qa = q[0] + q[1] + q[2] + q[3] + q[4]
+    rhs(y, i_app, fb, geo, dx, xc, eps, brug, a_s, fids, ocp_tab, T + hT)
+    for r in range(n):
+        data[tcol_pos[r]] = -(fb[r] - fa[r]) / hT
+    heat_sources(y, i_app, T + hT, q, geo, dx, xc, eps, brug, a_s, fids, ocp_tab)
+    qb = q[0] + q[1] + q[2] + q[3] + q[4]
+    data[tdiag_pos] = shift + therm[1] - therm[0] * (qb - qa) / hT
+
+
+@numba.njit(cache=True)
+def same_state(a, b):
+    """a == b elementwise (numpy's array_equal costs ~8 us per call at this size)."""
+    for k in range(a.size):
+        if a[k] != b[k]:
+            return False
+    return True
+
+
 @numba.njit(cache=True)
 def residual(y, ydot, i_app, f, fbuf, mass, geo, dx, xc, eps, brug, a_s, fids, ocp_tab, T):
     """TS IFunction ``M y' - f(y)`` written straight into PETSc's array."""
@@ -519,6 +679,16 @@ def dense_solve(A, b):
     return b
 
 
+THERMAL_MODELS = ("isothermal", "lumped")
+#: parameters the lumped thermal model needs (see _thermal_constants)
+_THERMAL_LAYERS = ("negative_current_collector", "negative_electrode", "separator", "positive_electrode",
+                   "positive_current_collector")
+THERMAL_KEYS = tuple(f"{layer}_{prop}" for prop in ("density_kg_m3", "specific_heat_J_kg_K")
+                     for layer in _THERMAL_LAYERS) + (
+    "total_heat_transfer_coefficient_W_m2_K", "cell_cooling_surface_area_m2", "cell_volume_m3",
+    "ambient_temperature_K", "negative_current_collector_thickness_m", "positive_current_collector_thickness_m")
+_ENTROPIC_KEYS = ("negative_electrode_ocp_entropic_change_V_K", "positive_electrode_ocp_entropic_change_V_K")
+
 _FUNCTION_KEYS = ("negative_electrode_ocp_V", "positive_electrode_ocp_V", "negative_exchange_current_density_A_m2",
                   "positive_exchange_current_density_A_m2", "electrolyte_diffusivity_m2_s", "electrolyte_conductivity_S_m")
 _STO_MARGIN = 1e-6
@@ -541,10 +711,15 @@ class DFNModel:
     """
 
     def __init__(self, params: dict, points=(20, 20, 20), r_points=(20, 20), conductivity_average="harmonic",
-                 half_cell=False):
+                 half_cell=False, thermal="isothermal"):
         if conductivity_average not in ("harmonic", "arithmetic"):
             raise ValueError(f"conductivity_average must be 'harmonic' or 'arithmetic', got {conductivity_average!r}")
+        if thermal not in THERMAL_MODELS:
+            raise ValueError(f"thermal must be one of {THERMAL_MODELS}, got {thermal!r}")
+        if thermal == "lumped" and half_cell:
+            raise ValueError("thermal 'lumped' is not available for a half-cell (no Li-foil heat terms)")
         t0 = time.perf_counter()
+        self.thermal = thermal
         self.half_cell = bool(half_cell)
         self.event_tol = 1e-9  # event location tolerance (V, or C-rate units for a current limit)
         self.Nn, self.Ns, self.Np = (int(v) for v in points)
@@ -579,20 +754,8 @@ class DFNModel:
 
     def _set_values(self, params: dict):
         self.params = p = params
-        # property functions by id (-1: OCP from a table in ocp_tab rows 0-1 / 2-3)
-        cats = (OCP, OCP, EXCHANGE_CURRENT, EXCHANGE_CURRENT, ELECTROLYTE_DIFFUSIVITY, ELECTROLYTE_CONDUCTIVITY)
-        fns = [function(p, k) for k in _FUNCTION_KEYS]
-        tables = [p[k] if isinstance(p[k], dict) else None for k in _FUNCTION_KEYS[:2]]
-        m = max([2] + [t["x"].size for t in tables if t is not None])
-        self._ocp_tab = np.zeros((4, m))
-        lengths = [2, 2]
-        for e, t in enumerate(tables):
-            if t is not None:
-                lengths[e] = t["x"].size
-                self._ocp_tab[2 * e, :lengths[e]] = t["x"]
-                self._ocp_tab[2 * e + 1, :lengths[e]] = t["ocv_V"]
-        self._fids = np.array([-1 if f is None else function_id(f, c) for f, c in zip(fns, cats)] + lengths,
-                              dtype=np.int64)
+        # property functions by id and the packed tables / Arrhenius constants (parameters.pack_properties)
+        self._fids, self._ocp_tab = pack_properties(p)
         self._ocp_n = ocp_callable(p, _FUNCTION_KEYS[0])
         self._ocp_p = ocp_callable(p, _FUNCTION_KEYS[1])
         Nx = self.Nn + self.Ns + self.Np
@@ -618,21 +781,84 @@ class DFNModel:
         self.series_resistance_ohm = (p.get("contact_resistance_Ohm", 0.0) + sum(
             p.get(f"{s}_current_collector_thickness_m", 0.0) / p.get(f"{s}_current_collector_conductivity_S_m", 1.0)
             for s in ("negative", "positive")) / self.area_m2)
+        # D_s at temperature_K (Arrhenius about reference_temperature_K); the lumped thermal
+        # kernels apply the factor at the state's T themselves, so they get the reference value
+        Ds_ref = [particle_diffusivity(p, side) if getattr(self, "thermal", "isothermal") != "lumped"
+                  else float(p[f"{side}_particle_diffusivity_m2_s"]) for side in ("negative", "positive")]
         self.geo = np.array([self.Nn, self.Ns, self.Np, self.Nrn, self.Nrp,
                              p["negative_maximum_concentration_mol_m3"], p["positive_maximum_concentration_mol_m3"],
-                             Rn, Rp, p["negative_particle_diffusivity_m2_s"], p["positive_particle_diffusivity_m2_s"],
+                             Rn, Rp, Ds_ref[0], Ds_ref[1],
                              p["negative_electrode_conductivity_S_m"], p["positive_electrode_conductivity_S_m"],
                              p["initial_electrolyte_concentration_mol_m3"], p["cation_transference_number"],
                              p["thermodynamic_factor"], L / i_1c,
                              1.0 if self.conductivity_average == "harmonic" else 0.0,
                              1.0 if self.half_cell else 0.0,
                              p.get("lithium_foil_exchange_current_density_A_m2", LI_FOIL_J0_A_M2),
-                             self.series_resistance_ohm * self.area_m2, i_1c], dtype=float)
+                             self.series_resistance_ohm * self.area_m2, i_1c] + self._thermal_geo(p), dtype=float)
+        self.therm = self._thermal_constants(p) if self.thermal == "lumped" else np.zeros(3)
+        if self.thermal == "lumped":  # D_s at T_ref, scaled by its Arrhenius factor at the state T
+            self.geo[9] = particle_diffusivity(p, "negative", self.geo[26])
+            self.geo[10] = particle_diffusivity(p, "positive", self.geo[26])
+
+    def _thermal_geo(self, p):
+        """geo[22:29]: entropic-change ids (-1: constant, -2: table), the constants [V/K], T_ref,
+        and (lumped thermal only, else 0) the particle-diffusivity activation energies [J/mol]."""
+        ids, consts = [], []
+        for key in _ENTROPIC_KEYS:
+            v = p.get(key, 0.0)
+            if isinstance(v, str):
+                ids.append(float(function_id(function(p, key), ENTROPIC_CHANGE)))
+                consts.append(0.0)
+            elif isinstance(v, dict):
+                ids.append(-2.0)
+                consts.append(0.0)
+            else:
+                ids.append(-1.0)
+                consts.append(float(v))
+        ea = [float(p.get(f"{side}_particle_diffusivity_activation_energy_J_mol", 0.0)) if self.thermal == "lumped"
+              else 0.0 for side in ("negative", "positive")]
+        return ids + consts + [float(p.get("reference_temperature_K", p["temperature_K"]))] + ea
+
+    def _thermal_constants(self, p):
+        """(k_Q, k_h, T_amb) of the lumped energy balance rho_cp_eff V dT/dt = A n_par Q - h A_cool (T - T_amb):
+        rho_cp_eff is PyBaMM's thickness-weighted mean over the collectors, electrodes and separator."""
+        missing = [k for k in THERMAL_KEYS if k not in p]
+        if missing:
+            raise DeckError(f"thermal 'lumped' needs parameter(s) {', '.join(missing)} in set "
+                            f"'{p.get('_name', '?')}'")
+        layers = (("negative_current_collector", p["negative_current_collector_thickness_m"]),
+                  ("negative_electrode", p["negative_electrode_thickness_m"]),
+                  ("separator", p["separator_thickness_m"]),
+                  ("positive_electrode", p["positive_electrode_thickness_m"]),
+                  ("positive_current_collector", p["positive_current_collector_thickness_m"]))
+        L_total = sum(L for _, L in layers)
+        self.rho_cp_eff = sum(L * p[f"{k}_density_kg_m3"] * p[f"{k}_specific_heat_J_kg_K"] for k, L in layers) / L_total
+        self.heat_capacity_J_K = self.rho_cp_eff * p["cell_volume_m3"]
+        self.heat_scale_m2 = self.area_m2 * p.get("number_of_electrodes_in_parallel", 1.0)
+        h_A = p["total_heat_transfer_coefficient_W_m2_K"] * p["cell_cooling_surface_area_m2"]
+        return np.array([self.heat_scale_m2 / self.heat_capacity_J_K, h_A / self.heat_capacity_J_K,
+                         p["ambient_temperature_K"]])
 
     # ---- helpers -------------------------------------------------------------
-    def _eval_rhs(self, y, i_app, out=None):
+    def _eval_rhs(self, y, i_app, out=None, T=None):
         out = np.empty(self.n) if out is None else out
-        self._rhs(y, i_app, out, self.geo, self.dx, self.xc, self.eps, self.brug, self.a_s, self._fids, self._ocp_tab, self.T)
+        T = self.T if T is None else T
+        self._rhs(y, i_app, out, self.geo, self.dx, self.xc, self.eps, self.brug, self.a_s, self._fids, self._ocp_tab,
+                  T)
+        return out
+
+    def heat_sources(self, y, i_app, T=None) -> dict:
+        """Heat generated in state ``y`` at current density ``i_app`` [A/m2] and temperature T,
+        in W for the whole cell (per-area terms times electrode area x electrodes in parallel):
+        Ohmic (electrolyte, solid, series resistance), irreversible, reversible, total."""
+        q = np.zeros(5)
+        T = self.T if T is None else T
+        heat_sources(y[:self.n], i_app, T, q, self.geo, self.dx, self.xc, self.eps, self.brug, self.a_s, self._fids,
+                     self._ocp_tab)
+        scale = self.area_m2 * self.params.get("number_of_electrodes_in_parallel", 1.0)
+        out = dict(zip(("ohmic_electrolyte_W", "ohmic_solid_W", "ohmic_series_W", "irreversible_W", "reversible_W"),
+                       (float(v) * scale for v in q)))
+        out["total_W"] = float(np.sum(q)) * scale
         return out
 
     def initial_state(self) -> np.ndarray:
@@ -667,12 +893,19 @@ class DFNModel:
         d_rows, d_cols, d_vals = d_rows[:nd], d_cols[:nd], d_vals[:nd]
         # one extra unknown, the applied current y[n] (see residual_ext): it enters the last
         # positive solid-potential row; its own row involves V (last two phi_s,p) and itself
-        n, n1 = self.n, self.n + 1
+        n = self.n
+        # lumped thermal: one more unknown T = y[n+1]; its column is full (every row may
+        # depend on T), its row only the diagonal (see thermal_jacobian_entries)
+        n1 = n + (2 if self.thermal == "lumped" else 1)
         last = self.o_psp + self.Np - 1
         ext_rows = np.array([last, n, n, n])
         ext_cols = np.array([n, last - 1, last, n])
-        rows = np.concatenate([self._rows[:nq], d_rows, np.arange(n), ext_rows])
-        cols = np.concatenate([self._cols[:nq], d_cols, np.arange(n), ext_cols])
+        th_rows = np.arange(n + 1) if self.thermal == "lumped" else np.zeros(0, dtype=np.int64)
+        th_cols = np.full(th_rows.size, n + 1)
+        if th_rows.size:
+            th_rows[n] = n + 1  # the diagonal of the T row (row n does not depend on T)
+        rows = np.concatenate([self._rows[:nq], d_rows, np.arange(n), ext_rows, th_rows])
+        cols = np.concatenate([self._cols[:nq], d_cols, np.arange(n), ext_cols, th_cols])
         keys = np.unique(rows * n1 + cols)
         self.indptr = np.searchsorted(keys // n1, np.arange(n1 + 1)).astype(PETSc.IntType)
         self.indices = (keys % n1).astype(PETSc.IntType)
@@ -680,6 +913,10 @@ class DFNModel:
         self._trip_pos[nq:] = 0
         self.diag_pos = np.searchsorted(keys, np.arange(n) * (n1 + 1)).astype(np.int64)
         self._ext_pos = np.searchsorted(keys, ext_rows * n1 + ext_cols).astype(np.int64)
+        self._n_ext = n1
+        if th_rows.size:
+            self._tcol_pos = np.searchsorted(keys, np.arange(n) * n1 + n + 1).astype(np.int64)
+            self._tdiag_pos = int(np.searchsorted(keys, (n + 1) * n1 + n + 1))
         nnz = keys.size
         # algebraic-algebraic block of the pattern (CSC), for the consistent initial potentials
         pos = sp.csr_matrix((np.arange(nnz, dtype=float) + 1, self.indices, self.indptr), shape=(n1, n1))
@@ -700,26 +937,30 @@ class DFNModel:
         nd = diffusion_entries(d_rows, d_cols, d_vals, self.geo)
         self._jbase = np.zeros(self._jdata.size)
         np.add.at(self._jbase, self._diff_pos, -d_vals[:nd])
+        # for the lumped thermal model's Arrhenius rescaling of this part (thermal_jacobian_entries)
+        self._diff_vals = d_vals[:nd].copy()
+        self._diff_side = (d_rows[:nd] >= self.o_sp).astype(np.int64)
         self._f0 = np.zeros(self.n)
 
-    def jacobian_data(self, y, i_app, shift, out=None):
+    def jacobian_data(self, y, i_app, shift, out=None, T=None):
         """CSR values of ``shift*M - df/dy`` on the structure ``(indptr, indices)`` of
-        shape (n+1, n+1) (the last row/column, the applied-current unknown, stays 0
-        here). Analytic; ``i_app`` enters only boundary values, not the Jacobian."""
+        shape (n+1, n+1), (n+2, n+2) with the lumped thermal model (the last rows/columns,
+        the applied-current and temperature unknowns, stay 0 here). Analytic; ``i_app`` enters
+        only boundary values, not the Jacobian."""
         out = self._jdata if out is None else out
         assemble_jacobian(y, shift, self.mass, self.diag_pos, self._trip_pos, self._rows, self._cols, self._vals,
                           out, self._jbase, self.geo, self.dx, self.xc, self.eps, self.brug, self.a_s, self._fids,
-                          self._ocp_tab, self.T)
+                          self._ocp_tab, self.T if T is None else T)
         return out
 
-    def consistent_algebraic(self, y, i_app, tol=1e-9, maxit=30):
+    def consistent_algebraic(self, y, i_app, tol=1e-9, maxit=30, T=None):
         """Newton on the algebraic unknowns with the differential ones fixed; stops
         when the update is at round-off (1e-13 V) and the scaled residual < tol."""
         y = y.copy()
         alg = self.algebraic
         for _ in range(maxit):
-            f = self._eval_rhs(y, i_app)[alg]
-            data = self.jacobian_data(y, i_app, 0.0)
+            f = self._eval_rhs(y, i_app, T=T)[alg]
+            data = self.jacobian_data(y, i_app, 0.0, T=T)
             J = np.zeros((alg.size, alg.size))
             J[self._alg_indices, self._alg_cols] = data[self._alg_pos]
             dy = dense_solve(J, f.copy())  # J = -df/dy
@@ -796,37 +1037,41 @@ class DFNModel:
     # ---- solve ---------------------------------------------------------------
     def discharge(self, c_rate: float = 1.0, cutoff_V: float | None = None, rtol=1e-6, atol=1e-6,
                   max_step_s: float | None = None, t_max_s: float | None = None, petsc_options=None,
-                  prefix="dfn_", y0=None) -> DischargeResult:
+                  prefix="dfn_", y0=None, T0=None) -> DischargeResult:
         """Constant-current discharge at ``c_rate`` until ``cutoff_V`` (located by a TS
-        event to ~1e-9 V) or ``t_max_s``. Raises SolverDivergedError (with the partial
-        curve in ``.partial``) if the time stepper fails."""
+        event to ~1e-9 V) or ``t_max_s``; ``T0`` the initial cell temperature of the lumped
+        thermal model (default: the set's temperature_K). Raises SolverDivergedError (with
+        the partial curve in ``.partial``) if the time stepper fails."""
         cutoff_V = self.params["lower_voltage_cutoff_V"] if cutoff_V is None else cutoff_V
         current_A = c_rate * self.one_c_A
         t_max = t_max_s if t_max_s is not None else 1.5 * 3600.0 / max(c_rate, 1e-12)
         y = self.initial_state() if y0 is None else y0.copy()
         seg = self._integrate(y, "current", c_rate, v_stop=cutoff_V, i_stop=None, t_max=t_max, rtol=rtol, atol=atol,
                               max_step_s=max_step_s, petsc_options=petsc_options, prefix=prefix,
-                              label=f"C-rate {c_rate:g}")
+                              label=f"C-rate {c_rate:g}", T0=T0)
         times, volts, steps, solve_time = seg["time_s"], seg["voltage_V"], seg["steps"], seg["solve_time_s"]
         yf, y_init = seg["final_state"], seg["initial_state"]
         if seg["failure"] is not None:
             partial = self._result(c_rate, current_A, times, volts, False, steps, solve_time, yf, y_init,
                                    seg["failure_kind"])
+            partial.temperature_K, partial.heat_W = seg["temperature_K"], seg["heat_W"]
             raise SolverDivergedError(seg["failure"], reason=seg["reason"], partial=partial)
         reached = seg["stop_reason"] == "voltage limit"
         self.stop_reason = "cut-off voltage" if reached else seg["stop_reason"]
-        return self._result(c_rate, current_A, times, volts, bool(reached), steps, solve_time, yf, y_init,
-                            self.stop_reason)
+        res = self._result(c_rate, current_A, times, volts, bool(reached), steps, solve_time, yf, y_init,
+                           self.stop_reason)
+        res.temperature_K, res.heat_W = seg["temperature_K"], seg["heat_W"]
+        return res
 
-    def _consistent_cv(self, y, v_set, i_guess):
+    def _consistent_cv(self, y, v_set, i_guess, T=None):
         """Consistent potentials and applied current (in C-rate units) for a voltage hold:
         secant iterations on V(i) - v_set (V is nearly affine in i)."""
         i1c = self.one_c_A / self.area_m2
         a, b = i_guess, i_guess + 0.01
-        ya = self.consistent_algebraic(y, a * i1c)
+        ya = self.consistent_algebraic(y, a * i1c, T=T)
         ga = self.voltage(ya, a * i1c) - v_set
         for _ in range(30):
-            yb = self.consistent_algebraic(ya, b * i1c)
+            yb = self.consistent_algebraic(ya, b * i1c, T=T)
             gb = self.voltage(yb, b * i1c) - v_set
             if abs(gb) < 1e-11:
                 return yb, b
@@ -836,31 +1081,38 @@ class DFNModel:
                                   f"{gb:.3g} V)")
 
     def _integrate(self, y, mode, setpoint, v_stop=None, i_stop=None, t_max=3600.0, rtol=1e-6, atol=1e-6,
-                   max_step_s=None, petsc_options=None, prefix="dfn_", label="", t0=0.0):
+                   max_step_s=None, petsc_options=None, prefix="dfn_", label="", t0=0.0, T0=None):
         """One step of a protocol on PETSc TS. The applied current density is an extra
         algebraic unknown y[n] (in C-rate units, > 0 on discharge) with the equation
-        ``y[n] = setpoint`` (mode 'current') or ``V(y) = setpoint`` (mode 'voltage').
+        ``y[n] = setpoint`` (mode 'current') or ``V(y) = setpoint`` (mode 'voltage');
+        with the lumped thermal model the cell temperature is one more (differential)
+        unknown y[n+1], starting at T0 (default: the set's temperature_K).
         Stops at V = v_stop, at |I| = i_stop (C-rate units), at t_max (step time) or on
         particle-surface / electrolyte exhaustion; all located by TS events.
         Returns a dict with the curve and 'failure' (message) if the stepper failed."""
         i1c = self.one_c_A / self.area_m2
+        thermal = self.thermal == "lumped"
+        T_start = self.T if T0 is None or not thermal else float(T0)
         if mode == "current":
-            y = self.consistent_algebraic(y, setpoint * i1c)
+            y = self.consistent_algebraic(y, setpoint * i1c, T=T_start)
             i0 = setpoint
         else:
-            y, i0 = self._consistent_cv(y, setpoint, 0.0)
+            y, i0 = self._consistent_cv(y, setpoint, 0.0, T=T_start)
         n = self.n
+        n_ext = self._n_ext
         y_init = y.copy()
-        yx = np.empty(n + 1)
+        yx = np.empty(n_ext)
         yx[:n] = y
         yx[n] = i0
+        if thermal:
+            yx[n + 1] = T_start
         comm = PETSc.COMM_SELF
         X = PETSc.Vec().createWithArray(yx, comm=comm)
         F = X.duplicate()
         # the matrix wraps self._jdata (no copy): the compiled assembly writes the values
         # in place and assemble() only marks the matrix changed for the LU refactorisation
         jdata = self._jdata
-        J = PETSc.Mat().createAIJWithArrays([n + 1, n + 1], (self.indptr, self.indices, jdata), comm=comm)
+        J = PETSc.Mat().createAIJWithArrays([n_ext, n_ext], (self.indptr, self.indices, jdata), comm=comm)
         J.setOption(PETSc.Mat.Option.NEW_NONZERO_ALLOCATION_ERR, True)
         mass, f_buf = self.mass, np.empty(n)
         geo, dx, xc, eps, brug, a_s, T = self.geo, self.dx, self.xc, self.eps, self.brug, self.a_s, self.T
@@ -872,19 +1124,57 @@ class DFNModel:
         coef = geo[16] * i1c / dx[-1]
         r_drop = i1c * geo[20]
 
-        def ifunction(ts, t, x, xdot, f):
-            residual_ext(x.getArray(readonly=True), xdot.getArray(readonly=True), i1c, voltage_mode, setpoint,
-                         f.getArray(), f_buf, mass, geo, dx, xc, eps, brug, a_s, fids, ocp_tab, T)
+        if thermal:
+            therm, q_buf, fa_buf, fb_buf = self.therm, np.zeros(5), np.empty(n), np.empty(n)
+            tcol_pos, tdiag_pos = self._tcol_pos, self._tdiag_pos
+            diff_pos, diff_vals, diff_side = self._diff_pos.astype(np.int64), self._diff_vals, self._diff_side
+            heat_scale = self.heat_scale_m2
 
-        def ijacobian(ts, t, x, xdot, shift, A, P):
-            assemble_jacobian(x.getArray(readonly=True), shift, mass, diag_pos, trip_pos, rows_, cols_, vals_, jdata,
-                              jbase, geo, dx, xc, eps, brug, a_s, fids, ocp_tab, T)
-            extension_entries(jdata, ext_pos, voltage_mode, coef, r_drop)
-            P.assemble()
-            if A != P:
-                A.assemble()
+            x_last = np.full(n_ext, np.nan)  # state of the last IFunction call (f_buf, q_buf hold its rhs, heat)
+
+            def ifunction(ts, t, x, xdot, f):
+                xa = x.getArray(readonly=True)
+                residual_thermal(xa, xdot.getArray(readonly=True), i1c, voltage_mode, setpoint,
+                                 f.getArray(), f_buf, mass, geo, dx, xc, eps, brug, a_s, fids, ocp_tab, therm, q_buf)
+                x_last[:] = xa
+
+            def ijacobian(ts, t, x, xdot, shift, A, P):
+                xa = x.getArray(readonly=True)
+                reuse = same_state(xa, x_last)
+                x_last[0] = np.nan  # q_buf is overwritten below
+                assemble_jacobian(xa, shift, mass, diag_pos, trip_pos, rows_, cols_, vals_, jdata, jbase, geo, dx, xc,
+                                  eps, brug, a_s, fids, ocp_tab, xa[n + 1])
+                extension_entries(jdata, ext_pos, voltage_mode, coef, r_drop)
+                thermal_jacobian_entries(xa, i1c, shift, jdata, tcol_pos, tdiag_pos, f_buf if reuse else fa_buf,
+                                         fb_buf, q_buf, geo, dx, xc, eps, brug, a_s, fids, ocp_tab, therm, diff_pos,
+                                         diff_vals, diff_side, reuse)
+                P.assemble()
+                if A != P:
+                    A.assemble()
+
+            q_mon = np.zeros(5)  # its own buffer: q_buf may be reused by the next Jacobian
+
+            def heat_W(xa):
+                if same_state(xa, x_last):  # the accepted state is usually the last one evaluated
+                    return float(np.sum(q_buf)) * heat_scale
+                heat_sources(xa[:n], xa[n] * i1c, xa[n + 1], q_mon, geo, dx, xc, eps, brug, a_s, fids, ocp_tab)
+                return float(np.sum(q_mon)) * heat_scale
+        else:
+            def ifunction(ts, t, x, xdot, f):
+                residual_ext(x.getArray(readonly=True), xdot.getArray(readonly=True), i1c, voltage_mode, setpoint,
+                             f.getArray(), f_buf, mass, geo, dx, xc, eps, brug, a_s, fids, ocp_tab, T)
+
+            def ijacobian(ts, t, x, xdot, shift, A, P):
+                assemble_jacobian(x.getArray(readonly=True), shift, mass, diag_pos, trip_pos, rows_, cols_, vals_,
+                                  jdata, jbase, geo, dx, xc, eps, brug, a_s, fids, ocp_tab, T)
+                extension_entries(jdata, ext_pos, voltage_mode, coef, r_drop)
+                P.assemble()
+                if A != P:
+                    A.assemble()
 
         times, volts, amps = [t0], [self.voltage(y, i0 * i1c)], [i0]
+        temps = [T_start]
+        heats = [heat_W(yx)] if thermal else []
         # the last two accepted states: on failure, the fastest-changing unknown is the suspect
         state = {"prev": y.copy(), "cur": y.copy()}
 
@@ -895,6 +1185,9 @@ class DFNModel:
             times.append(t0 + t)
             volts.append(self.voltage(xa))
             amps.append(xa[n])
+            if thermal:
+                temps.append(xa[n + 1])
+                heats.append(heat_W(xa))
             state["prev"], state["cur"] = state["cur"], xa[:n].copy()
 
         v_lim = 0.0 if v_stop is None else v_stop
@@ -968,6 +1261,7 @@ class DFNModel:
         ts.destroy(); J.destroy(); X.destroy(); F.destroy()
         yf = yfx[:n]
         times, volts, amps = np.asarray(times), np.asarray(volts), np.asarray(amps)
+        temps = np.asarray(temps) if thermal else np.full(times.size, T_start)
         if 0 in fired:
             why = "voltage limit"
         elif 4 in fired:
@@ -980,7 +1274,8 @@ class DFNModel:
             why = "stopped"
         seg = dict(time_s=times, voltage_V=volts, current_C=amps, steps=steps, solve_time_s=solve_time,
                    final_state=yf, initial_state=y_init, stop_reason=why, failure=None, failure_kind="",
-                   reason=int(reason), current_A=amps * self.one_c_A)
+                   reason=int(reason), current_A=amps * self.one_c_A, temperature_K=temps,
+                   heat_W=np.asarray(heats) if thermal else None, final_temperature_K=float(temps[-1]))
         if failure is not None or reason < 0:
             idx = self._suspect_variable(state["prev"], yf)
             seg["failure"] = (f"DFN time stepping failed at t = {t0 + t_end:.6g} s ({label}, V = {volts[-1]:.4f} V, "
@@ -993,15 +1288,17 @@ class DFNModel:
             seg["failure_kind"] = "solver stalled"
         return seg
 
-    def run_protocol(self, steps, rtol=1e-6, atol=1e-6, petsc_options=None, prefix="dfn_", y0=None):
+    def run_protocol(self, steps, rtol=1e-6, atol=1e-6, petsc_options=None, prefix="dfn_", y0=None, T0=None):
         """Run a list of protocol steps (see :mod:`ionscale.kernels.cell.protocol`:
         dicts with kind 'cc' | 'cv' | 'rest', value and stop limits) from the initial
         state (or ``y0``), each starting from the previous step's final state.
         Returns a :class:`ProtocolResult`; raises SolverDivergedError with the partial
-        result in ``.partial``."""
+        result in ``.partial``. The lumped thermal model carries the cell temperature
+        from step to step, starting at ``T0`` (default: the set's temperature_K)."""
         y = self.initial_state() if y0 is None else y0.copy()
         y_first = None
         parts, t0, i_prev = [], 0.0, 0.0
+        T_now = self.T if T0 is None or self.thermal != "lumped" else float(T0)
         for k, step in enumerate(steps):
             kind = step["kind"]
             if kind == "cv":
@@ -1015,14 +1312,18 @@ class DFNModel:
             v_stop, i_stop = step.get("v_stop"), step.get("i_stop")
             if v_stop is not None and kind == "cc":
                 i_set = setpoint * self.one_c_A / self.area_m2
-                v_now = self.voltage(self.consistent_algebraic(y, i_set), i_set)
+                y_now = self.consistent_algebraic(y, i_set, T=T_now)
+                v_now = self.voltage(y_now, i_set)
                 if (setpoint > 0 and v_now <= v_stop) or (setpoint < 0 and v_now >= v_stop):
+                    heat = (np.array([self.heat_sources(y_now, i_set, T_now)["total_W"]])
+                            if self.thermal == "lumped" else None)
                     parts.append(dict(time_s=np.array([t0]), voltage_V=np.array([v_now]),
-                                      current_C=np.array([setpoint]), stop_reason="voltage limit at start", step=k))
+                                      current_C=np.array([setpoint]), stop_reason="voltage limit at start", step=k,
+                                      temperature_K=np.array([T_now]), heat_W=heat))
                     continue
             seg = self._integrate(y, mode, setpoint, v_stop=v_stop, i_stop=i_stop, t_max=t_max, rtol=rtol, atol=atol,
                                   petsc_options=petsc_options, prefix=prefix, label=f"protocol step {k} ({kind})",
-                                  t0=t0)
+                                  t0=t0, T0=T_now)
             if y_first is None:
                 y_first = seg["initial_state"]
             seg["step"] = k
@@ -1030,7 +1331,7 @@ class DFNModel:
             if seg["failure"] is not None:
                 partial = ProtocolResult.from_parts(parts, self.one_c_A, y_first, seg["final_state"])
                 raise SolverDivergedError(seg["failure"], reason=seg["reason"], partial=partial)
-            y, t0 = seg["final_state"], seg["time_s"][-1]
+            y, t0, T_now = seg["final_state"], seg["time_s"][-1], seg["final_temperature_K"]
         return ProtocolResult.from_parts(parts, self.one_c_A, y_first, y)
 
     @staticmethod
@@ -1056,6 +1357,9 @@ class ProtocolResult:
     stop_reasons: list
     final_state: np.ndarray = field(repr=False, default=None)
     initial_state: np.ndarray = field(repr=False, default=None)
+    #: cell temperature [K] per sample; heat generated [W] (lumped thermal model only, else None)
+    temperature_K: np.ndarray = field(repr=False, default=None)
+    heat_W: np.ndarray = field(repr=False, default=None)
 
     @classmethod
     def from_parts(cls, parts, one_c_A, y0, yf):
@@ -1064,5 +1368,9 @@ class ProtocolResult:
         i = np.concatenate([p["current_C"] for p in parts]) * one_c_A
         k = np.concatenate([np.full(p["time_s"].size, p["step"]) for p in parts])
         q = np.concatenate([[0.0], np.cumsum(0.5 * (i[1:] + i[:-1]) * np.diff(t))]) / 3600.0
+        temps = np.concatenate([p["temperature_K"] for p in parts])
+        heats = (np.concatenate([p["heat_W"] for p in parts])
+                 if all(p.get("heat_W") is not None for p in parts) else None)
         return cls(time_s=t, voltage_V=v, current_A=i, capacity_Ah=q, step_index=k,
-                   stop_reasons=[p["stop_reason"] for p in parts], final_state=yf, initial_state=y0)
+                   stop_reasons=[p["stop_reason"] for p in parts], final_state=yf, initial_state=y0,
+                   temperature_K=temps, heat_W=heats)

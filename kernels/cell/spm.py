@@ -25,8 +25,8 @@ from ionscale.errors import SolverDivergedError
 from ionscale.petsc_options import scoped_options
 
 from .dfn import DischargeResult
-from .functions import FARADAY, R_GAS
-from .parameters import function, ocp_callable
+from .functions import FARADAY, R_GAS, electrolyte_conductivity_of, electrolyte_diffusivity_of, exchange_current_of
+from .parameters import ocp_callable, pack_properties, particle_diffusivity
 
 
 def particle_operator(n_shells: int, radius: float, diffusivity: float, c_max: float):
@@ -65,14 +65,16 @@ class SPMModel:
                     * p["negative_electrode_thickness_m"],
                     3 * p["positive_electrode_active_material_volume_fraction"] / radii[1]
                     * p["positive_electrode_thickness_m"])
-        An, bn = particle_operator(self.Nrn, radii[0], p["negative_particle_diffusivity_m2_s"], self.cmax[0])
-        Ap, bp = particle_operator(self.Nrp, radii[1], p["positive_particle_diffusivity_m2_s"], self.cmax[1])
+        An, bn = particle_operator(self.Nrn, radii[0], particle_diffusivity(p, "negative"), self.cmax[0])
+        Ap, bp = particle_operator(self.Nrp, radii[1], particle_diffusivity(p, "positive"), self.cmax[1])
         self.A = sp.block_diag([An, Ap], format="csr")
         self.b_n, self.b_p = np.concatenate([bn, 0 * bp]), np.concatenate([0 * bn, bp])
         self.n = self.Nrn + self.Nrp
         self.ocp = (ocp_callable(p, "negative_electrode_ocp_V"), ocp_callable(p, "positive_electrode_ocp_V"))
-        self.j0 = (function(p, "negative_exchange_current_density_A_m2"),
-                   function(p, "positive_exchange_current_density_A_m2"))
+        # property dispatch shared with the DFN kernels (compiled function, table or rate constant)
+        self._fids, self._tab = fids, tab = pack_properties(p)
+        self.j0 = tuple((lambda c_e, c_s, c_max, T, e=e: exchange_current_of(e, fids, tab, c_e, c_s, c_max, T))
+                        for e in (0, 1))
         self.ce0 = p["initial_electrolyte_concentration_mol_m3"]
         self.build_time_s = time.perf_counter() - t0
 
@@ -204,8 +206,6 @@ class SPMeModel(SPMModel):
         t0 = time.perf_counter()
         p = self.params
         from .dfn import _REGIONS
-        from .functions import electrolyte_conductivity, electrolyte_diffusivity, ELECTROLYTE_CONDUCTIVITY, \
-            ELECTROLYTE_DIFFUSIVITY, function_id
         from .parameters import transport_efficiency
         self.Nx_k = tuple(int(v) for v in points)
         if min(self.Nx_k) < 2:
@@ -217,10 +217,8 @@ class SPMeModel(SPMModel):
         eps = np.concatenate([np.full(n, p[f"{r}_porosity"]) for n, r in zip(self.Nx_k, _REGIONS)])
         B = np.array([transport_efficiency(p, r) for r in _REGIONS])
         T, c0 = self.T, self.ce0
-        d0 = electrolyte_diffusivity(function_id(function(p, "electrolyte_diffusivity_m2_s"), ELECTROLYTE_DIFFUSIVITY),
-                                     c0, T)
-        k0 = electrolyte_conductivity(function_id(function(p, "electrolyte_conductivity_S_m"),
-                                                  ELECTROLYTE_CONDUCTIVITY), c0, T)
+        d0 = electrolyte_diffusivity_of(self._fids, self._tab, c0, T)
+        k0 = electrolyte_conductivity_of(self._fids, self._tab, c0, T)
         self.kappa_eff = B * k0
         BD = np.concatenate([np.full(n, b * d0) for n, b in zip(self.Nx_k, B)])
         Nx = dx.size

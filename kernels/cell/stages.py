@@ -9,6 +9,9 @@ names of the set to numbers or to earlier outputs, e.g.
 checked when the deck is read (literal numbers) and again before solving. An OCP
 table from an earlier stage (``positive_ocp_table: [mc.x, mc.ocv_V]``) may be mapped
 affinely (``positive_ocp_table_scale``, ``positive_ocp_table_shift_V``).
+``thermal: lumped`` (dfn only) adds the cell temperature as an unknown (lumped energy
+balance with Newton cooling, see dfn.py); every curve then carries ``temperature_K`` and
+``heat_W``.
 """
 from __future__ import annotations
 
@@ -28,6 +31,16 @@ from .parameters import (available_sets, check_value, load_parameter_set, ocp_ta
 
 def _rate_tag(c):
     return f"{c:g}C"
+
+
+#: dfn-only parameters (the SPM / SPMe are isothermal)
+_THERMAL_PARAMS = ("thermal", "initial_temperature_K", "ambient_temperature_K")
+
+
+def _temperatures(result, values):
+    """Temperature per sample [K] of a result (an isothermal SPM result has none: constant)."""
+    temp = getattr(result, "temperature_K", None)
+    return np.full(np.asarray(result.time_s).size, float(values["temperature_K"])) if temp is None else temp
 
 
 @register("dfn")
@@ -73,6 +86,17 @@ class DFN(Stage):
         "atol": Param(float, default=1e-6, min=0, max=1, min_exclusive=True, doc="TS absolute tolerance"),
         "plot": Param(bool, default=True, doc="write a PNG of voltage vs capacity per C-rate to the output folder"),
         "petsc": Param(dict, default={}, doc="PETSc options of the time stepper, e.g. {ts_bdf_order: 3}"),
+        "thermal": Param(str, default="isothermal", choices=("isothermal", "lumped"),
+                         doc="'isothermal' (T = temperature_K throughout) or 'lumped': one cell temperature T(t), "
+                             "rho_cp_eff V dT/dt = Q - h A_cool (T - T_amb), with Ohmic, irreversible and reversible "
+                             "heat (PyBaMM's lumped model; parameters *_density_kg_m3, *_specific_heat_J_kg_K, "
+                             "total_heat_transfer_coefficient_W_m2_K, cell_cooling_surface_area_m2, cell_volume_m3)"),
+        "initial_temperature_K": Param(float, default=None, min=0, min_exclusive=True, units="K",
+                                       doc="initial cell temperature (the temperature when isothermal); default: "
+                                           "the set's temperature_K"),
+        "ambient_temperature_K": Param(float, default=None, min=0, min_exclusive=True, units="K",
+                                       doc="ambient temperature of the lumped model's cooling; default: the set's "
+                                           "ambient_temperature_K"),
     }
 
     outputs = {
@@ -90,6 +114,9 @@ class DFN(Stage):
         "transport_efficiency": Output("1", "effective electrolyte transport efficiency eps/tau per region "
                                               "(unused by the SPM)"),
         "plot_path": Output("", "PNG of voltage vs capacity ('' when plot is false)"),
+        "max_temperature_K": Output("K", "highest cell temperature per C-rate (protocol: over the protocol); the "
+                                         "constant temperature when isothermal. Curves carry temperature_K [K] per "
+                                         "sample and, for thermal: lumped, heat_W [W] (total heat generated)"),
     }
 
     @classmethod
@@ -105,6 +132,15 @@ class DFN(Stage):
             base = load_parameter_set(name)
         except DeckError as e:
             return [("parameter_set", str(e))]
+        if params.get("thermal", "isothermal") == "lumped":
+            if params.get("half_cell"):
+                problems.append(("thermal", "thermal: lumped is not available with half_cell: true (no Li-foil heat "
+                                            "terms); use thermal: isothermal"))
+            from .dfn import THERMAL_KEYS
+            missing = [k for k in THERMAL_KEYS if k not in base]
+            if missing:
+                problems.append(("thermal", f"thermal: lumped needs parameter(s) {', '.join(missing)}, missing from "
+                                            f"set '{name}'"))
         for k, v in params["overrides"].items():
             if k not in base:
                 problems.append(("overrides", f"unknown parameter '{k}'{suggest_name(k, base)}"))
@@ -118,7 +154,8 @@ class DFN(Stage):
 
     def make_model(self, values, params):
         from .dfn import DFNModel
-        return DFNModel(values, points=params["points"], r_points=params["r_points"], half_cell=params["half_cell"])
+        return DFNModel(values, points=params["points"], r_points=params["r_points"], half_cell=params["half_cell"],
+                        thermal=params.get("thermal", "isothermal"))
 
     def run(self, comm, inputs, params):
         overrides = {k: float(np.asarray(v)) for k, v in params["overrides"].items()}
@@ -130,6 +167,10 @@ class DFN(Stage):
                 if side == "positive":
                     volts = params["positive_ocp_table_shift_V"] + params["positive_ocp_table_scale"] * volts
                 overrides[key] = ocp_table(table[0], volts, key)
+        for key, param in (("temperature_K", "initial_temperature_K"),
+                           ("ambient_temperature_K", "ambient_temperature_K")):
+            if params.get(param) is not None:
+                overrides[key] = float(params[param])
         values = load_parameter_set(params["parameter_set"], overrides)  # range checks before solving
         model = self.make_model(values, params)
         if params["protocol"] != "constant_current":
@@ -147,7 +188,7 @@ class DFN(Stage):
                 res = e.partial
             local[i] = res
         gathered = comm.allgather(({i: (r.time_s, r.voltage_V, r.capacity_Ah, r.energy_Wh, r.reached_cutoff,
-                                        r.stop_reason)
+                                        r.stop_reason, _temperatures(r, values), r.heat_W)
                                     for i, r in local.items()}, failures))
         curves_by_index, all_failures = {}, {}
         for part, fails in gathered:
@@ -169,9 +210,12 @@ class DFN(Stage):
                                       f"kept in {path})")
         curves = {}
         for i, c in enumerate(rates):
-            t, v, cap, en, ok, why = curves_by_index[i]
+            t, v, cap, en, ok, why, temp, heat = curves_by_index[i]
             curves[_rate_tag(c)] = {"time_s": np.asarray(t), "voltage_V": np.asarray(v),
-                                    "capacity_Ah": np.asarray(t) * c * model.one_c_A / 3600.0, "stop_reason": why}
+                                    "capacity_Ah": np.asarray(t) * c * model.one_c_A / 3600.0, "stop_reason": why,
+                                    "temperature_K": np.asarray(temp)}
+            if heat is not None:
+                curves[_rate_tag(c)]["heat_W"] = np.asarray(heat)
         plot_path = ""
         if params["plot"]:
             plot_path = os.path.join(out_dir, f"{self.name}_voltage_capacity.png")
@@ -188,6 +232,7 @@ class DFN(Stage):
             "transport_efficiency": {r: float(transport_efficiency(values, r))
                                      for r in ("negative_electrode", "separator", "positive_electrode")},
             "plot_path": plot_path,
+            "max_temperature_K": np.array([float(np.max(curves_by_index[i][6])) for i in range(len(rates))]),
         }
 
 
@@ -203,9 +248,10 @@ class DFN(Stage):
                                          petsc_options=params["petsc"], prefix=unique_prefix(self.name))
             except SolverDivergedError as e:
                 failure, res = str(e), e.partial
-            out = (res.time_s, res.voltage_V, res.current_A, res.capacity_Ah, res.step_index, res.stop_reasons)
+            out = (res.time_s, res.voltage_V, res.current_A, res.capacity_Ah, res.step_index, res.stop_reasons,
+                   _temperatures(res, values), res.heat_W)
         out, failure = comm.bcast((out, failure), root=0)
-        t, v, i, q, k, reasons = out
+        t, v, i, q, k, reasons, temp, heat = out
         out_dir = getattr(self, "output_dir", None) or "."
         if failure is not None:
             path = os.path.join(out_dir, f"{self.name}_partial_curves.csv")
@@ -215,7 +261,9 @@ class DFN(Stage):
                            comments="")
             raise SolverDivergedError(f"stage {self.name}: {failure} (partial curve kept in {path})")
         curve = {"time_s": t, "voltage_V": v, "current_A": i, "capacity_Ah": q, "step_index": k,
-                 "stop_reasons": ", ".join(f"{n}: {r}" for n, r in enumerate(reasons))}
+                 "stop_reasons": ", ".join(f"{n}: {r}" for n, r in enumerate(reasons)), "temperature_K": temp}
+        if heat is not None:
+            curve["heat_W"] = heat
         plot_path = ""
         if params["plot"]:
             plot_path = os.path.join(out_dir, f"{self.name}_protocol.png")
@@ -233,6 +281,7 @@ class DFN(Stage):
             "transport_efficiency": {r: float(transport_efficiency(values, r))
                                      for r in ("negative_electrode", "separator", "positive_electrode")},
             "plot_path": plot_path,
+            "max_temperature_K": np.array([float(np.max(temp))]),
         }
 
 
@@ -240,7 +289,7 @@ class DFN(Stage):
 class SPM(DFN):
     """Single particle model (SPM) with the DFN's parameter sets: constant-current discharges at several C-rates."""
 
-    params = {k: v for k, v in DFN.params.items() if k not in ("points", "half_cell")}
+    params = {k: v for k, v in DFN.params.items() if k not in ("points", "half_cell") + _THERMAL_PARAMS}
     model_label = "SPM"
 
     def make_model(self, values, params):
@@ -252,7 +301,7 @@ class SPM(DFN):
 class SPMe(DFN):
     """Single particle model with electrolyte (SPMe, linear form), DFN parameter sets: discharges at several C-rates."""
 
-    params = {k: v for k, v in DFN.params.items() if k != "half_cell"}
+    params = {k: v for k, v in DFN.params.items() if k not in ("half_cell",) + _THERMAL_PARAMS}
     model_label = "SPMe"
 
     def make_model(self, values, params):

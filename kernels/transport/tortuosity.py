@@ -341,9 +341,13 @@ def compact_numbering(active: np.ndarray, da):
 def assemble_compact(D, axis, da, spanning, spacing=(1.0, 1.0, 1.0), c_in=1.0, c_out=0.0):
     """Like :func:`assemble` but with unknowns only on the ``spanning`` voxels (no identity
     rows): for a 35 % porous image this removes ~2/3 of the rows, the vector entries and the
-    AMG work. Returns (A, b, bc_in, bc_out, gidx, local_active) with 1D bc arrays over the
-    local unknowns and ``local_active`` the mask of the unknowns in the local DMDA box."""
+    AMG work. Rows come from the compiled kernels of :mod:`.assembly`, one chunk of planes at
+    a time (two passes: row lengths, then values), handed to PETSc as one CSR block. Returns
+    (A, b, bc_in, bc_out, local_active) with 1D bc arrays over the local unknowns and
+    ``local_active`` the mask of the unknowns in the local DMDA box."""
     from petsc4py import PETSc
+
+    from .assembly import chunk_row_lengths, chunk_rows
 
     Dv = as_diffusivity(D)
     shape = Dv.shape
@@ -355,9 +359,8 @@ def assemble_compact(D, axis, da, spanning, spacing=(1.0, 1.0, 1.0), c_in=1.0, c
     box_sl = tuple(slice(starts[a], starts[a] + box[a]) for a in range(3))
     local_active = spanning[box_sl]
 
-    def chunk(cs, cb):
-        g = ghosted_block(Dv, spanning, cs, cb, False)
-        gi = np.full(g.shape, -1, dtype=PETSc.IntType)
+    def ghosted_index(cs, cb):
+        gi = np.full(tuple(b + 2 for b in cb), -1, dtype=PETSc.IntType)
         src, dst = [], []
         for a in range(3):
             l0 = max(cs[a] - 1, 0)
@@ -365,48 +368,51 @@ def assemble_compact(D, axis, da, spanning, spacing=(1.0, 1.0, 1.0), c_in=1.0, c
             src.append(slice(l0, h0))
             dst.append(slice(l0 - (cs[a] - 1), h0 - (cs[a] - 1)))
         gi[tuple(dst)] = gidx[tuple(src)]
-        Dp = g[1:-1, 1:-1, 1:-1]
-        act = (gi[1:-1, 1:-1, 1:-1] >= 0).ravel()
-        conds, colsets = [], []
-        diag = np.zeros(cb)
-        for _, _, sl, cond in _faces(g, weight):
-            diag += cond
-            conds.append(cond.ravel()[act])
-            colsets.append(gi[sl].ravel()[act])
-        pos_axis = np.arange(cs[axis], cs[axis] + cb[axis]).reshape([-1 if k == axis else 1 for k in range(3)])
-        bi = np.where(np.broadcast_to(pos_axis == 0, cb), 2.0 * Dp * weight[axis], 0.0)
-        bo = np.where(np.broadcast_to(pos_axis == shape[axis] - 1, cb), 2.0 * Dp * weight[axis], 0.0)
-        diag += bi + bo
-        rows = gi[1:-1, 1:-1, 1:-1].ravel()[act]
-        indptr, cols, vals = _pack_rows(diag.ravel()[act], rows, conds, colsets, PETSc.IntType)
-        return indptr, cols, vals, rows, bi.ravel()[act], bo.ravel()[act]
+        return gi
 
-    d_nnz = np.empty(nloc, dtype=PETSc.IntType)
-    o_nnz = np.empty(nloc, dtype=PETSc.IntType)
-    k = 0
-    for cs, cb, _ in _chunks(starts, box):
-        indptr, cols, _, rows, _, _ = chunk(cs, cb)
-        if len(rows) == 0:
-            continue
-        inside = ((cols >= lo) & (cols < hi)).astype(np.int64)
-        nin = np.add.reduceat(inside, indptr[:-1]) if len(cols) else np.zeros(len(rows), np.int64)
-        d_nnz[k:k + len(rows)] = nin
-        o_nnz[k:k + len(rows)] = np.diff(indptr) - nin
-        k += len(rows)
-    A = PETSc.Mat().createAIJ(size=((nloc, ntot), (nloc, ntot)), nnz=(d_nnz, o_nnz), comm=comm)
-    del d_nnz, o_nnz
     bc_in = np.zeros(nloc)
     bc_out = np.zeros(nloc)
-    k = 0
-    for cs, cb, _ in _chunks(starts, box):
-        indptr, cols, vals, rows, bi, bo = chunk(cs, cb)
-        n = len(rows)
-        if n == 0:
-            continue
-        bc_in[k:k + n] = bi
-        bc_out[k:k + n] = bo
-        A.setValuesIJV(indptr.astype(PETSc.IntType), cols, vals, rowmap=rows)
-        k += n
+
+    def fill(indptr, cols, vals, cs, cb, r0, k):
+        """rows of one chunk from CSR row r0; its boundary conductances go to bc_*[k:]"""
+        return chunk_rows(ghosted_block(Dv, spanning, cs, cb, False), ghosted_index(cs, cb), weight, axis, 0,
+                          shape[axis] - 1, cs[axis] - 1, indptr, cols, vals, r0, bc_in[k:], bc_out[k:])
+
+    if comm.getSize() == 1:
+        # one rank: PETSc adopts the CSR arrays without copying them (no second copy, no per-row calls)
+        indptr = np.zeros(nloc + 1, dtype=PETSc.IntType)
+        k = 0
+        for cs, cb, _ in _chunks(starts, box):
+            k += chunk_row_lengths(ghosted_index(cs, cb), lo, hi, indptr[1:], None, k)
+        np.cumsum(indptr, out=indptr)
+        cols = np.empty(int(indptr[-1]), dtype=PETSc.IntType)
+        vals = np.empty(int(indptr[-1]))
+        k = 0
+        for cs, cb, _ in _chunks(starts, box):
+            k += fill(indptr, cols, vals, cs, cb, k, k)
+        A = PETSc.Mat().createAIJWithArrays(size=((nloc, ntot), (nloc, ntot)), csr=(indptr, cols, vals), comm=comm)
+    else:
+        # several ranks: exact preallocation of the diagonal / off-diagonal blocks, then one chunk of
+        # rows at a time through reused buffers (PETSc splits the rows into its two blocks)
+        d_nnz = np.empty(nloc, dtype=PETSc.IntType)
+        o_nnz = np.empty(nloc, dtype=PETSc.IntType)
+        k = 0
+        for cs, cb, _ in _chunks(starts, box):
+            k += chunk_row_lengths(ghosted_index(cs, cb), lo, hi, d_nnz, o_nnz, k)
+        A = PETSc.Mat().createAIJ(size=((nloc, ntot), (nloc, ntot)), nnz=(d_nnz, o_nnz), comm=comm)
+        del d_nnz, o_nnz
+        rows = max(1, min(nloc, CHUNK_VOXELS + box[1] * box[2]))
+        indptr = np.zeros(rows + 1, dtype=PETSc.IntType)
+        cols = np.empty(7 * rows, dtype=PETSc.IntType)
+        vals = np.empty(7 * rows)
+        k = 0
+        for cs, cb, _ in _chunks(starts, box):
+            n = fill(indptr, cols, vals, cs, cb, 0, k)
+            if n:
+                A.setValuesIJV(indptr[:n + 1], cols[:indptr[n]], vals[:indptr[n]],
+                               rowmap=np.arange(lo + k, lo + k + n, dtype=PETSc.IntType))
+            k += n
+        del indptr, cols, vals
     del gidx
     A.assemble()
     A.setOption(PETSc.Mat.Option.SYMMETRIC, True)
@@ -449,10 +455,11 @@ def make_solver(A, da, rtol, petsc_options, prefix, max_it=10000, solver=None):
     elif pc_type == "hypre":
         pc.setType("hypre")
         opts.setdefault("pc_hypre_type", "boomeramg")
-        # 3D settings chosen by measurement (docs/bench_transport.md): HMIS + ext+i with one
-        # level of aggressive coarsening keeps the hierarchy at ~145 B/voxel (231 without)
-        # at the same iteration count (9 at 128^3)
-        opts.setdefault("pc_hypre_boomeramg_coarsen_type", "HMIS")
+        # 3D settings chosen by measurement (docs/bench_transport.md): PMIS + ext+i with one
+        # level of aggressive coarsening and P_max 4 (operator complexity ~1.3). PMIS against
+        # HMIS (session 3): setup 7.0 vs 10.7-12.6 s at 200^3 eps 0.5, 13-14 vs 20-22 s on the
+        # real pore phase, 1-2 more CG iterations, 4-6 % less peak memory
+        opts.setdefault("pc_hypre_boomeramg_coarsen_type", "PMIS")
         opts.setdefault("pc_hypre_boomeramg_interp_type", "ext+i")
         opts.setdefault("pc_hypre_boomeramg_strong_threshold", 0.25)
         opts.setdefault("pc_hypre_boomeramg_agg_nl", 1)
@@ -497,6 +504,12 @@ def solve_direction(D, axis: int, comm, *, spacing=(1.0, 1.0, 1.0), rtol=1e-8,
         A, b, bc_in, bc_out = assemble(Dv, axis, da, spacing, spanning=spanning)
     else:
         A, b, bc_in, bc_out, local_active = assemble_compact(Dv, axis, da, spanning, spacing)
+    # keep only the boundary rows' conductances (flux balance): the dense arrays would hold
+    # 16 bytes per unknown through the AMG setup, where the memory peaks
+    local_shape = bc_in.shape
+    in_rows, out_rows = np.flatnonzero(bc_in.ravel()), np.flatnonzero(bc_out.ravel())
+    g_in, g_out = bc_in.ravel()[in_rows], bc_out.ravel()[out_rows]
+    del bc_in, bc_out
     x = A.createVecRight()
     ksp = make_solver(A, da, rtol, petsc_options, prefix, max_it, solver)
     ksp.setUp()
@@ -517,8 +530,8 @@ def solve_direction(D, axis: int, comm, *, spacing=(1.0, 1.0, 1.0), rtol=1e-8,
                                       f"{_reason_name(reason)}) after {its_total} iterations; try petsc: "
                                       f"{{ksp_rtol: ...}} or another pc_type", reason=reason, iterations=its_total)
         c = x.getArray(readonly=True)
-        j_in = comm.allreduce(float(np.sum(bc_in.ravel() * (1.0 - c))))
-        j_out = comm.allreduce(float(np.sum(bc_out.ravel() * c)))
+        j_in = comm.allreduce(float(np.sum(g_in * (1.0 - c[in_rows]))))
+        j_out = comm.allreduce(float(np.sum(g_out * c[out_rows])))
         j = 0.5 * (j_in + j_out)
         mismatch = abs(j_in - j_out) / j if j > 0 else 0.0
         if flux_tol is None or mismatch <= flux_tol or cur_rtol < 1e-13:
@@ -540,7 +553,7 @@ def solve_direction(D, axis: int, comm, *, spacing=(1.0, 1.0, 1.0), rtol=1e-8,
     rel_res = r.norm() / bnorm if bnorm > 0 else 0.0
     deff = j * length / area
     tau = mean_d / deff if deff > 0 else float("inf")
-    c = c.reshape(bc_in.shape) if local_active is None else _expand(c, local_active)
+    c = c.reshape(local_shape) if local_active is None else _expand(c, local_active)
     prof = None
     if profile:
         prof = tau_profile(c, spanning, Dv, da, axis, j, spacing, comm)
