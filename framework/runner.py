@@ -129,7 +129,7 @@ class Runner:
                 record = old
                 record.reused = True
             else:
-                record = self._execute(sp, comm, outputs, h, seed, plan, label)
+                record = self._execute(sp, comm, outputs, h, seed, plan, label, path)
             outputs[sp.name] = record.outputs
             self.records[label + sp.name] = record
             if comm.rank == 0:
@@ -141,12 +141,13 @@ class Runner:
         self.outputs = outputs
         return outputs
 
-    def _execute(self, sp: StagePlan, comm, outputs, h, seed, plan, label) -> StageRecord:
+    def _execute(self, sp: StagePlan, comm, outputs, h, seed, plan, label, path) -> StageRecord:
         cls = sp.cls
         stage = cls(sp.name)
         stage.seed = stage_seed(seed, sp.name)
         stage.output_dir = plan.run["output"]
         stage.run_name = plan.run["name"]
+        stage.results_path = path  # this run's (or sweep case's) results file
         values, siblings = {}, {}
         for key, value in sp.params.items():
             refs = list(_refs(value))

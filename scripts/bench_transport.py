@@ -248,6 +248,17 @@ def stream_triad(n=40_000_000, repeat=5) -> float:
     return 6 * 8 * n / best / 1e9
 
 
+def stream_triad_concurrent(processes=2, n=40_000_000, repeat=5) -> float:
+    """Aggregate triad bandwidth of ``processes`` simultaneous processes (GB/s): the ceiling of
+    the 1 -> N rank speed-up of a bandwidth-bound solve on this machine."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(processes) as pool:
+        rates = pool.starmap(stream_triad, [(n, repeat)] * processes)
+    return float(sum(rates))
+
+
 # ----------------------------------------------------------------------------- driver
 def run_child(tool, case, opts, ranks=1, timeout=1800):
     cmd = [sys.executable, __file__, "--worker", tool, "--case", case, "--opts", json.dumps(opts)]
@@ -305,6 +316,10 @@ def main():
           f"load={os.getloadavg()[0]:.1f} (other work on the machine makes timings noisy)")
     bw = stream_triad()
     print(f"# STREAM-like numpy triad bandwidth: {bw:.2f} GB/s (1 thread)")
+    if a.ranks > 1:
+        bw_n = stream_triad_concurrent(a.ranks)
+        print(f"# the same triad in {a.ranks} simultaneous processes: {bw_n:.2f} GB/s together = x{bw_n / bw:.2f} of one "
+              f"(caps the 1 -> {a.ranks} rank speed-up of a bandwidth-bound solve at {bw_n / bw / a.ranks * 100:.0f} % efficiency)")
     tools = a.tools.split(",")
     all_results = []
     for case in a.cases.split(","):

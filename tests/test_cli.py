@@ -146,6 +146,38 @@ def test_sweep_on_split_communicators(deck, tmp_path):
     assert r.returncode == 2 and "does not divide the 2 MPI ranks" in r.stderr
 
 
+def test_sweep_field_export_points_into_each_case_file(tmp_path):
+    """Exported fields in a sweep live in the case files; each case's XDMF sidecar must name
+    its own case file (not the index), so ParaView opens every case."""
+    import xml.etree.ElementTree as ET
+
+    deck = tmp_path / "fields.yaml"
+    deck.write_text(textwrap.dedent("""\
+        run: {name: fx, seed: 3}
+        stages:
+          structure: {type: spheres, shape: [12, 10, 10], porosity: 0.5, radius_vox: 2}
+          props:
+            type: effective_transport
+            input: structure.volume
+            transport: {ionic: {pore: 1.0}}
+            direction: x
+            fields: true
+        sweep:
+          over: {stages.structure.porosity: [0.45, 0.6]}
+        """))
+    r = run_cli("run", deck, "--output", tmp_path / "o")
+    assert r.returncode == 0, r.stderr
+    for i in range(2):
+        case = tmp_path / "o" / "fx.cases" / f"case_{i:04d}.h5"
+        xdmf = tmp_path / "o" / "fx.cases" / f"case_{i:04d}_props.xdmf"
+        items = [d.text for d in ET.parse(xdmf).getroot().iter("DataItem") if d.get("Format") == "HDF"]
+        assert items
+        with h5py.File(case, "r") as f:
+            for item in items:
+                fname, dset = item.split(":")
+                assert fname == case.name and f[dset].shape == (12, 10, 10)
+
+
 def test_command_line_petsc_options_reach_one_prefixed_solver(deck, tmp_path):
     r = run_cli("run", deck, "--output", tmp_path, "--quiet", "-tau_y_ksp_monitor")
     assert r.returncode == 0, r.stderr

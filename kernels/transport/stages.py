@@ -257,11 +257,13 @@ class EffectiveTransport(Stage):
                         "tau_e_accessible_surface_fraction": res.accessible_surface_fraction,
                         "tau_e_specific_surface_um": res.surface_area / (labels.size * float(np.prod(spacing)))})
         if params["fields"]:
-            # the arrays go into the results file (<output>/<run>.h5, group /<stage>/fields);
-            # the XDMF sidecar next to it points there, so ParaView opens them directly
-            xdmf = os.path.join(self.output_dir, f"{self.run_name}_{self.name}.xdmf")
+            # the arrays go into this run's results file (<output>/<run>.h5, or a sweep case's file),
+            # group /<stage>/fields; the XDMF sidecar next to that file points there, so ParaView
+            # opens them directly
+            results = getattr(self, "results_path", None) or os.path.join(self.output_dir, f"{self.run_name}.h5")
+            xdmf = f"{os.path.splitext(results)[0]}_{self.name}.xdmf"
             if comm.rank == 0:
-                write_xdmf(xdmf, f"{self.run_name}.h5", fields, spacing, root=f"/{self.name}/fields")
+                write_xdmf(xdmf, os.path.basename(results), fields, spacing, root=f"/{self.name}/fields")
             out["fields"] = fields if comm.rank == 0 else {}
             out["fields_xdmf"] = xdmf
         return out
