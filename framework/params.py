@@ -21,13 +21,15 @@ REQUIRED = _Required()
 
 @dataclass(frozen=True)
 class Reference:
-    """``stage.output``: a named output of an earlier stage."""
+    """``stage.output`` (a named output of an earlier stage) or ``stage.output.key[.key...]``
+    (an entry of a dict-valued output, e.g. ``image.volume_fractions.nmc``)."""
 
     stage: str
     output: str
+    key: tuple = ()
 
     def __str__(self):
-        return f"{self.stage}.{self.output}"
+        return ".".join((self.stage, self.output) + tuple(self.key))
 
 
 @dataclass
@@ -151,7 +153,8 @@ class FilePath(Kind):
 
 
 class Ref(Kind):
-    """A reference ``stage.output`` to an earlier stage's output."""
+    """A reference ``stage.output`` to an earlier stage's output, or ``stage.output.key`` to an
+    entry of a dict-valued output (the entry is checked when the run reaches it)."""
 
     name = "reference stage.output"
 
@@ -160,7 +163,7 @@ class Ref(Kind):
             return value
         if not isinstance(value, str) or "." not in value:
             raise ValueError(f"expected a reference 'stage.output', got {value!r}")
-        stage, output = value.split(".", 1)
+        stage, output, *key = value.split(".")
         if stage not in ctx.earlier_outputs:
             raise ValueError(f"reference to unknown stage '{stage}' (stages defined before this one: "
                              f"{', '.join(ctx.earlier_outputs) or 'none'}){suggest(stage, ctx.earlier_outputs)}")
@@ -168,7 +171,7 @@ class Ref(Kind):
         if output not in outs:
             raise ValueError(f"stage '{stage}' has no output '{output}' (it provides: {', '.join(sorted(outs))})"
                              f"{suggest(output, outs)}")
-        return Reference(stage, output)
+        return Reference(stage, output, tuple(key))
 
 
 class OneOf(Kind):

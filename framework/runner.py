@@ -14,9 +14,9 @@ from datetime import datetime, timezone
 
 from .comm import abort_on_rank_local_error, collective_call, split_ensemble
 from .deck import Plan, StagePlan
-from .errors import IonscaleError
+from .errors import DeckError, IonscaleError
 from .info import __version__, git_commit, versions
-from .params import Reference
+from .params import Reference, suggest
 from .results import ResultsFile, StageRecord, read_records, to_json
 from .stage import StageInputs
 
@@ -36,7 +36,14 @@ def _refs(obj):
 
 def _resolve(obj, outputs):
     if isinstance(obj, Reference):
-        return outputs[obj.stage][obj.output]
+        value = outputs[obj.stage][obj.output]
+        for depth, k in enumerate(obj.key):
+            if not isinstance(value, dict) or k not in value:
+                where = ".".join((obj.stage, obj.output) + tuple(obj.key[:depth]))
+                have = f"its entries: {', '.join(map(str, value))}" if isinstance(value, dict) else "it is not a mapping"
+                raise DeckError(f"reference '{obj}': '{where}' has no entry '{k}' ({have}){suggest(k, value) if isinstance(value, dict) else ''}")
+            value = value[k]
+        return value
     if isinstance(obj, dict):
         return {k: _resolve(v, outputs) for k, v in obj.items()}
     if isinstance(obj, list):
@@ -46,7 +53,7 @@ def _resolve(obj, outputs):
 
 def _params_for_hash(obj, hashes):
     if isinstance(obj, Reference):
-        return f"<{obj.stage}:{hashes[obj.stage]}>.{obj.output}"
+        return ".".join((f"<{obj.stage}:{hashes[obj.stage]}>", obj.output) + tuple(obj.key))
     if isinstance(obj, dict):
         return {k: _params_for_hash(v, hashes) for k, v in obj.items()}
     if isinstance(obj, list):

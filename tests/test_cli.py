@@ -184,3 +184,46 @@ def test_command_line_petsc_options_reach_one_prefixed_solver(deck, tmp_path):
     out = r.stdout + r.stderr
     assert "Residual norms for tau_y_ solve" in out
     assert "tau_x_ solve" not in out and "tau_z_ solve" not in out
+
+
+def test_reference_to_an_entry_of_a_dict_output(tmp_path):
+    """``stage.output.key`` passes one entry of a dict-valued output; a wrong key stops the run
+    with a message naming the reference, the entries it has and the closest one."""
+    labels = np.ones((16, 12, 12), np.uint8)
+    labels[:, 2:10, 3:9] = 0  # a straight pore channel along x: porosity 1/3, tau_x = 1
+    np.save(tmp_path / "labels.npy", labels)
+    deck = tmp_path / "entry.yaml"
+    deck.write_text(textwrap.dedent("""\
+        run: {name: entry, seed: 1}
+        stages:
+          gen: {type: image, path: labels.npy, phases: {pore: 0, solid: 1}}
+          tau: {type: tortuosity, input: gen.volume, phase: pore, direction: x}
+          cell:
+            type: dfn
+            parameter_set: Chen2020
+            overrides:
+              positive_electrode_porosity: gen.volume_fractions.pore
+              positive_electrode_tortuosity_factor: tau.tau_x
+            c_rates: [2]
+            points: [6, 4, 6]
+            r_points: [6, 6]
+        """))
+    r = run_cli("run", deck, "--output", tmp_path / "o")
+    assert r.returncode == 0, r.stderr
+    with h5py.File(tmp_path / "o" / "entry.h5") as f:
+        assert f["gen/volume_fractions/pore"][()] == pytest.approx(1 / 3)
+        assert f["tau/tau_x"][()] == pytest.approx(1.0, rel=1e-6)
+        one_third = f["cell/capacity_Ah"][()]
+    # the entry reached the cell model: a different porosity gives a different discharge
+    deck.write_text(deck.read_text().replace("gen.volume_fractions.pore", "0.5"))
+    r = run_cli("run", deck, "--output", tmp_path / "o1")
+    assert r.returncode == 0, r.stderr
+    with h5py.File(tmp_path / "o1" / "entry.h5") as f:
+        assert not np.allclose(f["cell/capacity_Ah"][()], one_third)
+    deck.write_text(deck.read_text().replace("positive_electrode_porosity: 0.5",
+                                             "positive_electrode_porosity: gen.volume_fractions.pore"))
+    deck.write_text(deck.read_text().replace("volume_fractions.pore", "volume_fractions.poer"))
+    r = run_cli("run", deck, "--output", tmp_path / "o2")
+    assert r.returncode == 2
+    assert ("reference 'gen.volume_fractions.poer': 'gen.volume_fractions' has no entry 'poer'" in r.stderr
+            and "did you mean 'pore'" in r.stderr), r.stderr

@@ -699,6 +699,101 @@ LI_FOIL_J0_A_M2 = 3.5e-8 * FARADAY * 76900.0 ** 0.7 * 1000.0 ** 0.3
 _MIN_CE_FRACTION = 1e-6
 
 
+@numba.njit(cache=True)
+def newton_update(x, d, scale, y_ref, rtol, atol):
+    """x -= scale d; returns the weighted RMS norm of the correction scale d,
+    sqrt(mean((scale d_k / (rtol |y_ref_k| + atol))^2)) (IDA's error norm)."""
+    s = 0.0
+    for k in range(d.size):
+        dk = scale * d[k]
+        x[k] -= dk
+        w = dk / (rtol * abs(y_ref[k]) + atol)
+        s += w * w
+    return math.sqrt(s / d.size)
+
+
+class _ModifiedNewton:
+    """PETSc SNES (type python) for the BDF stage equations with IDA's Newton strategy
+    (Hindmarsh et al., SUNDIALS IDA): the Jacobian G' = shift M - df/dy is kept across steps
+    (see ``jac_kept`` in DFNModel._integrate) and each correction is scaled by 2 / (1 + c)
+    with c = shift / shift_at_factorisation, which makes the stale shift consistent to first
+    order. Convergence on the correction, not the residual: with d_m the m-th correction in
+    the weighted RMS norm of the time-integration tolerances, rate = (d_m / d_0)^(1/m),
+    converged when rate / (1 - rate) d_m <= 0.33 (the rate is carried over between steps;
+    20 after a new Jacobian, 100 after a step-size change; a first correction
+    below 1e-4 x 0.33 converges at once), so the nonlinear error is a third of the local error
+    the BDF step may make. At most 4 corrections; a failure with a stale Jacobian retries the step
+    once from the predictor with a fresh Jacobian, then reports DIVERGED_MAX_IT and TS
+    reduces the step."""
+
+    EPCON, MAXCOR, RATEMAX = 0.33, 4, 0.9
+    SS_RESET = 0.0
+
+    def __init__(self, jac_kept, rtol, atol):
+        self.jac, self.rtol, self.atol = jac_kept, float(rtol), float(atol)
+        self.ss = 20.0
+        self.last_shift = None
+        self.F = self.Y = self.lu = None
+
+    def solve(self, snes, b, x):
+        if self.F is None:  # work vectors and their arrays (views, valid while the vectors live)
+            self.F, self.Y = x.duplicate(), x.duplicate()
+            self.y_arr = self.Y.getArray(readonly=True)
+            self.x_pred = np.empty(x.getLocalSize())
+            self.ksp, self.J = snes.getKSP(), snes.getJacobian()[0]
+        F, Y, jac, ksp, J, x_pred, y_arr = self.F, self.Y, self.jac, self.ksp, self.J, self.x_pred, self.y_arr
+        x_arr = x.getArray()
+        x_pred[:] = x_arr
+        its, converged = 0, False
+        for attempt in range(2):
+            jac["force"] = attempt > 0
+            if attempt:
+                x.setArray(x_pred)
+                x_arr = x.getArray()
+            evals = jac["evals"]
+            for m in range(self.MAXCOR):
+                snes.computeFunction(x, F)
+                if m == 0:
+                    snes.computeJacobian(x, J, J)
+                    shift = jac["current"]
+                    if jac["evals"] != evals or self.lu is None:
+                        self.ss = 20.0
+                        # refactorise (PCSetUp sees the changed matrix); then triangular solves
+                        # straight on the factor (no KSP bookkeeping per correction)
+                        ksp.setOperators(J, J)
+                        ksp.setUp()
+                        self.lu = ksp.getPC().getFactorMatrix()
+                    elif abs(shift - self.last_shift) > self.SS_RESET * self.last_shift:
+                        self.ss = 100.0
+                    self.last_shift = shift
+                    scale = 2.0 / (1.0 + shift / jac["shift"])
+                self.lu.solve(F, Y)
+                its += 1
+                delnrm = newton_update(x_arr, y_arr, scale, x_pred, self.rtol, self.atol)
+                x.stateIncrease()
+                if not math.isfinite(delnrm):
+                    break
+                if m == 0:
+                    oldnrm = delnrm
+                    if delnrm <= 1e-4 * self.EPCON:
+                        converged = True
+                        break
+                else:
+                    rate = (delnrm / oldnrm) ** (1.0 / m)
+                    if rate > self.RATEMAX:
+                        break
+                    self.ss = rate / (1.0 - rate)
+                if self.ss * delnrm <= self.EPCON:
+                    converged = True
+                    break
+            if converged or jac["evals"] != evals:  # failed with a fresh Jacobian: TS cuts the step
+                break
+        jac["force"] = False
+        snes.setIterationNumber(its)
+        snes.setConvergedReason(PETSc.SNES.ConvergedReason.CONVERGED_SNORM_RELATIVE if converged
+                                else PETSc.SNES.ConvergedReason.DIVERGED_MAX_IT)
+
+
 class DFNModel:
     """A DFN cell discretised once; :meth:`discharge` re-solves it for any current.
 
@@ -722,9 +817,10 @@ class DFNModel:
         self.thermal = thermal
         self.half_cell = bool(half_cell)
         self.event_tol = 1e-9  # event location tolerance (V, or C-rate units for a current limit)
-        # Jacobian reuse across time steps (see _integrate); shift_tol 0 = a fresh Jacobian every step
-        self.jacobian_shift_tol = 0.0
-        self.jacobian_max_age = 0
+        # nonlinear solver of each BDF step: "modified" (_ModifiedNewton: IDA's Newton with Jacobian
+        # reuse across steps) or "petsc" (PETSc's newtonls, a fresh Jacobian every step)
+        self.newton = "modified"
+        self.jacobian_shift_ratio = 5.0 / 3.0  # IDA's (1 + 0.25) / (1 - 0.25)
         self.Nn, self.Ns, self.Np = (int(v) for v in points)
         self.Nrn, self.Nrp = (int(v) for v in r_points)
         if min(points) < 2 or min(r_points) < 3:
@@ -1127,24 +1223,23 @@ class DFNModel:
         coef = geo[16] * i1c / dx[-1]
         r_drop = i1c * geo[20]
 
-        # IDA-style Jacobian reuse across steps: at the first Newton iteration of a step the
-        # factorised matrix of an earlier step is kept (neither re-evaluated nor refactorised:
-        # PETSc's PC sees an unchanged matrix) while the BDF shift alpha/dt is within
-        # jacobian_shift_tol of the one it was built with and it is at most jacobian_max_age
-        # steps old. A later Newton iteration asking for a Jacobian (slow convergence) gets a
-        # fresh one. Modified Newton only: the residual, hence the converged state, is exact.
-        shift_tol, max_age = self.jacobian_shift_tol, self.jacobian_max_age
-        jac_kept = dict(shift=None, age=0, evals=0)
-        snes_ref = []
+        # Jacobian reuse across steps (the modified Newton of _ModifiedNewton, IDA's strategy): at the
+        # first Newton iteration of a step the factorised matrix of an earlier step is kept (neither
+        # re-evaluated nor refactorised: PETSc's PC sees an unchanged matrix) while the BDF shift
+        # alpha/dt is within a factor jacobian_shift_ratio of the one it was built with; the Newton
+        # driver forces a fresh one ("force") when the iteration does not converge.
+        newton = self.newton
+        if any(k.startswith(("snes", "ksp", "pc_")) for k in (petsc_options or {})):
+            newton = "petsc"  # the caller configures PETSc's own Newton / linear solver
+        jac_kept = dict(shift=None, current=None, evals=0, force=False,
+                        low=1.0 / self.jacobian_shift_ratio, high=self.jacobian_shift_ratio)
 
         def reuse_jacobian(shift):
+            jac_kept["current"] = shift
             kept = jac_kept["shift"]
-            if kept is None or jac_kept["age"] >= max_age or abs(shift - kept) > shift_tol * kept:
+            if newton != "modified" or kept is None or jac_kept["force"]:
                 return False
-            if snes_ref[0].getIterationNumber() > 0:
-                return False
-            jac_kept["age"] += 1
-            return True
+            return jac_kept["low"] <= shift / kept <= jac_kept["high"]
 
         if thermal:
             therm, q_buf, fa_buf, fb_buf = self.therm, np.zeros(5), np.empty(n), np.empty(n)
@@ -1161,6 +1256,10 @@ class DFNModel:
                 x_last[:] = xa
 
             def ijacobian(ts, t, x, xdot, shift, A, P):
+                if reuse_jacobian(shift):
+                    return
+                jac_kept["shift"] = shift
+                jac_kept["evals"] += 1
                 xa = x.getArray(readonly=True)
                 reuse = same_state(xa, x_last)
                 x_last[0] = np.nan  # q_buf is overwritten below
@@ -1192,7 +1291,7 @@ class DFNModel:
                 assemble_jacobian(x.getArray(readonly=True), shift, mass, diag_pos, trip_pos, rows_, cols_, vals_,
                                   jdata, jbase, geo, dx, xc, eps, brug, a_s, fids, ocp_tab, T)
                 extension_entries(jdata, ext_pos, voltage_mode, coef, r_drop)
-                jac_kept.update(shift=shift, age=0)
+                jac_kept["shift"] = shift
                 jac_kept["evals"] += 1
                 P.assemble()
                 if A != P:
@@ -1252,7 +1351,6 @@ class DFNModel:
         ts.setMaxStepRejections(100)
         ts.setMaxSNESFailures(-1)
         snes = ts.getSNES()
-        snes_ref.append(snes)
         # Newton to 1e-4 relative / 1e-6 absolute (scaled residual), in the spirit of IDA's loose
         # nonlinear tolerance: 1C voltage moves by < 1 uV against 1e-8, with 23 % fewer iterations
         snes.setTolerances(rtol=1e-4, atol=1e-6, stol=1e-12, max_it=10)
@@ -1268,6 +1366,10 @@ class DFNModel:
         # order-4 BDF, Jacobian re-evaluated every 3rd Newton iteration (in practice once per
         # step): fastest settings measured at rtol = atol = 1e-6
         opts = {"ts_bdf_order": 4, "snes_lag_jacobian": 3}
+        if newton == "modified":
+            snes.setType(PETSc.SNES.Type.PYTHON)
+            snes.setPythonContext(_ModifiedNewton(jac_kept, rtol, atol))
+            opts = {"ts_bdf_order": 4}
         opts.update(petsc_options or {})
         ts.setOptionsPrefix(prefix)
         with scoped_options(prefix, opts):
