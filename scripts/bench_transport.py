@@ -104,6 +104,7 @@ def worker(tool: str, case: str, opts: dict) -> dict:
                 out["traffic"] = vcycle_traffic(captured.text)
         out.update(tau=r.tau, iterations=r.iterations, flux_mismatch=r.flux_mismatch,
                    relative_residual=r.relative_residual, setup_s=r.setup_time_s, solve_s=r.solve_time_s,
+                   phases={k: comm.allreduce(v, op=MPI.MAX) for k, v in r.timings.items()},
                    ranks=comm.size)
         out["wall_s"] = comm.allreduce(time.perf_counter() - t0, op=MPI.MAX)
         out["peak_rss_bytes"] = comm.allreduce(peak_rss_bytes())  # all ranks together
@@ -375,7 +376,9 @@ def main():
             extra = ""
             if "iterations" in r:
                 extra += f" its={r['iterations']}"
-            if "setup_s" in r:
+            if "phases" in r:
+                extra += " [" + " ".join(f"{k}={v:.1f}s" for k, v in r["phases"].items()) + "]"
+            elif "setup_s" in r:
                 extra += f" setup={r['setup_s']:.1f}s solve={r['solve_s']:.1f}s"
             if name == "ionscale" and "matvec_s" in r:
                 extra += (f" s/it/voxel={r['solve_s'] / max(r['iterations'], 1) / r['voxels']:.2e}"

@@ -34,8 +34,12 @@ for a constant current or rest, ``V(y) = setpoint`` for a voltage hold (CV). The
 Jacobian is analytic (numba; derivatives of the scalar property fits by forward
 differences of those scalars, the constant particle-diffusion part precomputed),
 written in place into the value array of a PETSc AIJ matrix and factorised by LU
-(QMD ordering). TS events end a step at a voltage or current limit (located to
-1e-9), at particle-surface exhaustion and at electrolyte depletion (c_e < 1e-6 c_e0).
+(RCM ordering). Each BDF step's nonlinear system is solved by :class:`_ModifiedNewton`
+(IDA's Newton strategy: df/dy reused over up to 20 steps with the exact shift put on its
+diagonal before each refactorisation, convergence tested on the weighted correction norm);
+``DFNModel.newton = "petsc"`` restores PETSc's newtonls. TS events end a step at a
+voltage or current limit (located to 1e-11), at particle-surface exhaustion and at
+electrolyte depletion (c_e < 1e-6 c_e0).
 :meth:`DFNModel.discharge` runs one constant-current discharge,
 :meth:`DFNModel.run_protocol` a list of cc / cv / rest steps (see protocol.py).
 
@@ -683,10 +687,13 @@ THERMAL_MODELS = ("isothermal", "lumped")
 #: parameters the lumped thermal model needs (see _thermal_constants)
 _THERMAL_LAYERS = ("negative_current_collector", "negative_electrode", "separator", "positive_electrode",
                    "positive_current_collector")
+#: current-collector thicknesses are optional: a set without them (a BPX file) has no collector
+#: layers, i.e. no collector heat capacity and no collector series resistance (PyBaMM's BPX import
+#: sets them to 0 too); the collectors' density and specific heat are needed only when a thickness > 0
 THERMAL_KEYS = tuple(f"{layer}_{prop}" for prop in ("density_kg_m3", "specific_heat_J_kg_K")
-                     for layer in _THERMAL_LAYERS) + (
+                     for layer in _THERMAL_LAYERS if "collector" not in layer) + (
     "total_heat_transfer_coefficient_W_m2_K", "cell_cooling_surface_area_m2", "cell_volume_m3",
-    "ambient_temperature_K", "negative_current_collector_thickness_m", "positive_current_collector_thickness_m")
+    "ambient_temperature_K")
 _ENTROPIC_KEYS = ("negative_electrode_ocp_entropic_change_V_K", "positive_electrode_ocp_entropic_change_V_K")
 
 _FUNCTION_KEYS = ("negative_electrode_ocp_V", "positive_electrode_ocp_V", "negative_exchange_current_density_A_m2",
@@ -697,6 +704,16 @@ _STO_MARGIN = 1e-6
 #: 3.5e-8 F c_Li^0.7 c_e^0.3 with c_Li = 76900 mol/m3 (plated Li)
 LI_FOIL_J0_A_M2 = 3.5e-8 * FARADAY * 76900.0 ** 0.7 * 1000.0 ** 0.3
 _MIN_CE_FRACTION = 1e-6
+
+
+@numba.njit(cache=True)
+def shift_diagonal(data, diag_pos, mass, t_diag, dshift):
+    """Add dshift M to the CSR values (the shift of the BDF iteration matrix shift M - df/dy);
+    t_diag >= 0: the temperature row's diagonal (unit mass) too."""
+    for r in range(mass.size):
+        data[diag_pos[r]] += dshift * mass[r]
+    if t_diag >= 0:
+        data[t_diag] += dshift
 
 
 @numba.njit(cache=True)
@@ -713,21 +730,30 @@ def newton_update(x, d, scale, y_ref, rtol, atol):
 
 
 class _ModifiedNewton:
-    """PETSc SNES (type python) for the BDF stage equations with IDA's Newton strategy
-    (Hindmarsh et al., SUNDIALS IDA): the Jacobian G' = shift M - df/dy is kept across steps
-    (see ``jac_kept`` in DFNModel._integrate) and each correction is scaled by 2 / (1 + c)
-    with c = shift / shift_at_factorisation, which makes the stale shift consistent to first
-    order. Convergence on the correction, not the residual: with d_m the m-th correction in
-    the weighted RMS norm of the time-integration tolerances, rate = (d_m / d_0)^(1/m),
-    converged when rate / (1 - rate) d_m <= 0.33 (the rate is carried over between steps;
-    20 after a new Jacobian, 100 after a step-size change; a first correction
-    below 1e-4 x 0.33 converges at once), so the nonlinear error is a third of the local error
-    the BDF step may make. At most 4 corrections; a failure with a stale Jacobian retries the step
-    once from the predictor with a fresh Jacobian, then reports DIVERGED_MAX_IT and TS
-    reduces the step."""
+    """PETSc SNES (type python) for the BDF stage equations G(x) = 0, with IDA's Newton strategy
+    (SUNDIALS IDA, Hindmarsh et al. 2005) and PETSc's LU:
+
+    * the iteration matrix G' = shift M - df/dy is not re-evaluated every step: DFNModel._integrate
+      keeps df/dy for up to ``jacobian_max_age`` steps and only puts the new shift on the
+      diagonal before the LU refactorisation, so that the shift is always exact and every linear
+      invariant of the DAE (Li inventory, salt, charge balance: w^T df/dy = 0) is satisfied to
+      round-off after each correction. Optionally (``jacobian_shift_ratio`` > 1, experimental) the
+      factorisation itself is kept while the shift is within that ratio of its own; the correction
+      is then scaled by s0 / shift (s0: the factorisation's shift), which keeps those invariants
+      exact too (IDA's 2 / (1 + shift / s0) does not: ~1e-7 charge errors, measured);
+    * convergence on the correction, not the residual: with d_m the m-th correction in the weighted
+      RMS norm of the time-integration tolerances (weights 1 / (rtol |x_pred| + atol)), the rate
+      estimate R = (d_m / d_0)^(1/m) and S = R / (1 - R) (S = 20 after a new factorisation, carried
+      over otherwise, 100 after a shift change on a kept factorisation), converged when S d_m <= 0.33
+      (or d_0 <= 0.33e-4), i.e. when the remaining nonlinear error is a third of the local error
+      the BDF step may make;
+    * at most 4 corrections, R > 0.9 is a failure; a failure on an old df/dy is retried once from
+      the predictor with a fresh Jacobian, a second failure is DIVERGED_MAX_IT and TS cuts the step.
+    Each correction costs one residual and one pair of triangular solves; no residual is computed
+    after the last correction (PETSc's newtonls needs one more to test the residual norm).
+    """
 
     EPCON, MAXCOR, RATEMAX = 0.33, 4, 0.9
-    SS_RESET = 0.0
 
     def __init__(self, jac_kept, rtol, atol):
         self.jac, self.rtol, self.atol = jac_kept, float(rtol), float(atol)
@@ -750,23 +776,26 @@ class _ModifiedNewton:
             if attempt:
                 x.setArray(x_pred)
                 x_arr = x.getArray()
-            evals = jac["evals"]
+            evals, factors = jac["evals"], jac["factors"]
             for m in range(self.MAXCOR):
                 snes.computeFunction(x, F)
                 if m == 0:
-                    snes.computeJacobian(x, J, J)
+                    snes.computeJacobian(x, J, J)  # DFNModel's callback decides: keep, new shift, or fresh
                     shift = jac["current"]
-                    if jac["evals"] != evals or self.lu is None:
+                    if jac["factors"] != factors or self.lu is None:
                         self.ss = 20.0
                         # refactorise (PCSetUp sees the changed matrix); then triangular solves
                         # straight on the factor (no KSP bookkeeping per correction)
                         ksp.setOperators(J, J)
                         ksp.setUp()
                         self.lu = ksp.getPC().getFactorMatrix()
-                    elif abs(shift - self.last_shift) > self.SS_RESET * self.last_shift:
+                    elif shift != self.last_shift:
                         self.ss = 100.0
                     self.last_shift = shift
-                    scale = 2.0 / (1.0 + shift / jac["shift"])
+                    # a kept factorisation with an older shift s0: correction scaled by s0 / shift, which
+                    # keeps every linear invariant (w^T df/dy = 0: Li, salt, charge balance) exact
+                    # after each correction (IDA's 2 / (1 + shift / s0) leaves ~1e-7 charge errors)
+                    scale = jac["shift"] / shift
                 self.lu.solve(F, Y)
                 its += 1
                 delnrm = newton_update(x_arr, y_arr, scale, x_pred, self.rtol, self.atol)
@@ -786,7 +815,7 @@ class _ModifiedNewton:
                 if self.ss * delnrm <= self.EPCON:
                     converged = True
                     break
-            if converged or jac["evals"] != evals:  # failed with a fresh Jacobian: TS cuts the step
+            if converged or jac["evals"] != evals:  # failed on a fresh Jacobian: TS cuts the step
                 break
         jac["force"] = False
         snes.setIterationNumber(its)
@@ -816,11 +845,19 @@ class DFNModel:
         t0 = time.perf_counter()
         self.thermal = thermal
         self.half_cell = bool(half_cell)
-        self.event_tol = 1e-9  # event location tolerance (V, or C-rate units for a current limit)
-        # nonlinear solver of each BDF step: "modified" (_ModifiedNewton: IDA's Newton with Jacobian
-        # reuse across steps) or "petsc" (PETSc's newtonls, a fresh Jacobian every step)
+        # event location tolerance (V, or C-rate units for a current limit): 1e-11 so that a cc step
+        # ending at a voltage limit hands the next (cv) step a state whose consistent current
+        # matches the cc current to ~1e-11 (at 1e-9 V the modified Newton's event landed 3e-10 V off,
+        # a 5e-9 relative current jump); costs no extra step at 1C (measured)
+        self.event_tol = 1e-11
+        # nonlinear solver of each BDF step: "modified" (_ModifiedNewton: IDA's Newton, df/dy kept
+        # for up to jacobian_max_age steps, the shift always exact: jacobian_shift_ratio 1) or
+        # "petsc" (PETSc's newtonls with a fresh Jacobian every step, the solver of session 2).
+        # jacobian_shift_ratio > 1 (experimental) keeps factorisations across shift changes: 5/3
+        # (IDA's) was ~10 % faster at 1C, but a cc-cv protocol stalled in event location at 1.15
         self.newton = "modified"
-        self.jacobian_shift_ratio = 5.0 / 3.0  # IDA's (1 + 0.25) / (1 - 0.25)
+        self.jacobian_shift_ratio = 1.0
+        self.jacobian_max_age = 20
         self.Nn, self.Ns, self.Np = (int(v) for v in points)
         self.Nrn, self.Nrp = (int(v) for v in r_points)
         if min(points) < 2 or min(r_points) < 3:
@@ -876,10 +913,18 @@ class DFNModel:
         self.one_c_A = p["nominal_cell_capacity_Ah"]
         i_1c = self.one_c_A / self.area_m2
         # lumped series resistance: contact resistance plus the through-plane ohmic drop of both
-        # current collectors (the 1D model has no in-plane collector potential)
-        self.series_resistance_ohm = (p.get("contact_resistance_Ohm", 0.0) + sum(
-            p.get(f"{s}_current_collector_thickness_m", 0.0) / p.get(f"{s}_current_collector_conductivity_S_m", 1.0)
-            for s in ("negative", "positive")) / self.area_m2)
+        # current collectors (the 1D model has no in-plane collector potential); a collector
+        # without a thickness (BPX) or of thickness 0 adds nothing
+        collector_drop = 0.0
+        for s in ("negative", "positive"):
+            L_cc = float(p.get(f"{s}_current_collector_thickness_m", 0.0))
+            if L_cc > 0:
+                key = f"{s}_current_collector_conductivity_S_m"
+                if key not in p:
+                    raise DeckError(f"parameter set '{p.get('_name', '?')}': {s}_current_collector_thickness_m "
+                                    f"= {L_cc:g} m needs '{key}' (or thickness 0: no collector)")
+                collector_drop += L_cc / float(p[key])
+        self.series_resistance_ohm = p.get("contact_resistance_Ohm", 0.0) + collector_drop / self.area_m2
         # D_s at temperature_K (Arrhenius about reference_temperature_K); the lumped thermal
         # kernels apply the factor at the state's T themselves, so they get the reference value
         Ds_ref = [particle_diffusivity(p, side) if getattr(self, "thermal", "isothermal") != "lumped"
@@ -921,15 +966,19 @@ class DFNModel:
     def _thermal_constants(self, p):
         """(k_Q, k_h, T_amb) of the lumped energy balance rho_cp_eff V dT/dt = A n_par Q - h A_cool (T - T_amb):
         rho_cp_eff is PyBaMM's thickness-weighted mean over the collectors, electrodes and separator."""
-        missing = [k for k in THERMAL_KEYS if k not in p]
+        collectors = {s: float(p.get(f"{s}_current_collector_thickness_m", 0.0)) for s in ("negative", "positive")}
+        missing = [k for k in THERMAL_KEYS if k not in p] + [
+            f"{s}_current_collector_{prop}" for s, L in collectors.items() if L > 0
+            for prop in ("density_kg_m3", "specific_heat_J_kg_K") if f"{s}_current_collector_{prop}" not in p]
         if missing:
             raise DeckError(f"thermal 'lumped' needs parameter(s) {', '.join(missing)} in set "
                             f"'{p.get('_name', '?')}'")
-        layers = (("negative_current_collector", p["negative_current_collector_thickness_m"]),
+        layers = (("negative_current_collector", collectors["negative"]),
                   ("negative_electrode", p["negative_electrode_thickness_m"]),
                   ("separator", p["separator_thickness_m"]),
                   ("positive_electrode", p["positive_electrode_thickness_m"]),
-                  ("positive_current_collector", p["positive_current_collector_thickness_m"]))
+                  ("positive_current_collector", collectors["positive"]))
+        layers = tuple((k, L) for k, L in layers if L > 0)  # a collector of thickness 0 is absent
         L_total = sum(L for _, L in layers)
         self.rho_cp_eff = sum(L * p[f"{k}_density_kg_m3"] * p[f"{k}_specific_heat_J_kg_K"] for k, L in layers) / L_total
         self.heat_capacity_J_K = self.rho_cp_eff * p["cell_volume_m3"]
@@ -1138,7 +1187,7 @@ class DFNModel:
                   max_step_s: float | None = None, t_max_s: float | None = None, petsc_options=None,
                   prefix="dfn_", y0=None, T0=None) -> DischargeResult:
         """Constant-current discharge at ``c_rate`` until ``cutoff_V`` (located by a TS
-        event to ~1e-9 V) or ``t_max_s``; ``T0`` the initial cell temperature of the lumped
+        event to ~1e-11 V) or ``t_max_s``; ``T0`` the initial cell temperature of the lumped
         thermal model (default: the set's temperature_K). Raises SolverDivergedError (with
         the partial curve in ``.partial``) if the time stepper fails."""
         cutoff_V = self.params["lower_voltage_cutoff_V"] if cutoff_V is None else cutoff_V
@@ -1223,23 +1272,38 @@ class DFNModel:
         coef = geo[16] * i1c / dx[-1]
         r_drop = i1c * geo[20]
 
-        # Jacobian reuse across steps (the modified Newton of _ModifiedNewton, IDA's strategy): at the
-        # first Newton iteration of a step the factorised matrix of an earlier step is kept (neither
-        # re-evaluated nor refactorised: PETSc's PC sees an unchanged matrix) while the BDF shift
-        # alpha/dt is within a factor jacobian_shift_ratio of the one it was built with; the Newton
-        # driver forces a fresh one ("force") when the iteration does not converge.
+        # Jacobian reuse across steps (the modified Newton of _ModifiedNewton): at the first Newton
+        # iteration of a step the Jacobian shift M - df/dy of an earlier step is
+        #   kept as it is (no evaluation, no factorisation: PETSc's PC sees an unchanged matrix)
+        #     while the BDF shift alpha/dt is within a factor jacobian_shift_ratio of its own, or
+        #   given the new shift on its diagonal and refactorised, df/dy kept, for up to
+        #     jacobian_max_age steps, or
+        #   evaluated afresh ("force": the Newton driver asks after a convergence failure).
         newton = self.newton
         if any(k.startswith(("snes", "ksp", "pc_")) for k in (petsc_options or {})):
             newton = "petsc"  # the caller configures PETSc's own Newton / linear solver
-        jac_kept = dict(shift=None, current=None, evals=0, force=False,
-                        low=1.0 / self.jacobian_shift_ratio, high=self.jacobian_shift_ratio)
+        jac_kept = dict(shift=None, current=None, evals=0, factors=0, age=0, force=False,
+                        low=1.0 / self.jacobian_shift_ratio, high=self.jacobian_shift_ratio,
+                        max_age=self.jacobian_max_age)
+        t_diag = self._tdiag_pos if thermal else -1
 
-        def reuse_jacobian(shift):
+        def reuse_jacobian(shift, P):
+            """True when the factorised matrix serves this step (kept, or shift-updated here)."""
             jac_kept["current"] = shift
             kept = jac_kept["shift"]
             if newton != "modified" or kept is None or jac_kept["force"]:
                 return False
-            return jac_kept["low"] <= shift / kept <= jac_kept["high"]
+            if jac_kept["low"] <= shift / kept <= jac_kept["high"]:
+                return True
+            if jac_kept["age"] >= jac_kept["max_age"]:
+                return False
+            shift_diagonal(jdata, diag_pos, mass, t_diag, shift - kept)
+            jac_kept.update(shift=shift, age=jac_kept["age"] + 1, factors=jac_kept["factors"] + 1)
+            P.assemble()
+            return True
+
+        def fresh_jacobian(shift):
+            jac_kept.update(shift=shift, age=0, evals=jac_kept["evals"] + 1, factors=jac_kept["factors"] + 1)
 
         if thermal:
             therm, q_buf, fa_buf, fb_buf = self.therm, np.zeros(5), np.empty(n), np.empty(n)
@@ -1256,10 +1320,9 @@ class DFNModel:
                 x_last[:] = xa
 
             def ijacobian(ts, t, x, xdot, shift, A, P):
-                if reuse_jacobian(shift):
+                if reuse_jacobian(shift, P):
                     return
-                jac_kept["shift"] = shift
-                jac_kept["evals"] += 1
+                fresh_jacobian(shift)
                 xa = x.getArray(readonly=True)
                 reuse = same_state(xa, x_last)
                 x_last[0] = np.nan  # q_buf is overwritten below
@@ -1286,13 +1349,12 @@ class DFNModel:
                              f.getArray(), f_buf, mass, geo, dx, xc, eps, brug, a_s, fids, ocp_tab, T)
 
             def ijacobian(ts, t, x, xdot, shift, A, P):
-                if reuse_jacobian(shift):
+                if reuse_jacobian(shift, P):
                     return
+                fresh_jacobian(shift)
                 assemble_jacobian(x.getArray(readonly=True), shift, mass, diag_pos, trip_pos, rows_, cols_, vals_,
                                   jdata, jbase, geo, dx, xc, eps, brug, a_s, fids, ocp_tab, T)
                 extension_entries(jdata, ext_pos, voltage_mode, coef, r_drop)
-                jac_kept["shift"] = shift
-                jac_kept["evals"] += 1
                 P.assemble()
                 if A != P:
                     A.assemble()
@@ -1357,9 +1419,11 @@ class DFNModel:
         ksp = snes.getKSP()
         ksp.setType(PETSc.KSP.Type.PREONLY)
         ksp.getPC().setType(PETSc.PC.Type.LU)
-        # quotient minimum degree: least fill for this banded-plus-particles pattern (measured);
+        # reverse Cuthill-McKee: as little fill as quotient minimum degree for this banded-plus-
+        # particles pattern (3767 vs 3779 factor non-zeros; ND 7349) and 40 % faster triangular
+        # solves (4.0 vs 6.8 us), which the modified Newton does ~2.4 times per factorisation;
         # nzdiag: PETSc's LU does not pivot, and a voltage hold has a zero diagonal in row n
-        ksp.getPC().setFactorOrdering(PETSc.Mat.OrderingType.QMD, nzdiag=1e-14)
+        ksp.getPC().setFactorOrdering(PETSc.Mat.OrderingType.RCM, nzdiag=1e-14)
         ts.setErrorIfStepFails(False)
         if max_step_s is not None:
             ts.setStepLimits(1e-12, max_step_s)
@@ -1386,7 +1450,7 @@ class DFNModel:
         steps = ts.getStepNumber()
         self.last_stats = dict(reason=int(reason), t_end=t_end, steps=steps, snes_its=ts.getSNESIterations(),
                                rejects=ts.getStepRejections(), snes_fails=ts.getSNESFailures(),
-                               jacobian_evals=jac_kept["evals"])
+                               jacobian_evals=jac_kept["evals"], factorisations=jac_kept["factors"])
         yfx = X.getArray().copy()
         ts.destroy(); J.destroy(); X.destroy(); F.destroy()
         yf = yfx[:n]

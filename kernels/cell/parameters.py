@@ -36,6 +36,7 @@ _RANGES = (
     ("_m3", 0.0, math.inf, True, True),
     ("_m2", 0.0, math.inf, True, True),
     ("activation_energy", 0.0, math.inf, False, True),  # Arrhenius Ea [J/mol], 0 = no T dependence
+    ("current_collector_thickness", 0.0, math.inf, False, True),  # 0 = no collector (before "_m")
     ("separator_porosity", 0.0, 1.0, True, False),  # 1 = no solid (Marquis2019's separator)
     ("porosity", 0.0, 1.0, True, True),
     ("active_material_volume_fraction", 0.0, 1.0, True, True),
@@ -116,7 +117,9 @@ def load_parameter_set(name: str, overrides: dict | None = None) -> dict:
     meta = {k: v for k, v in raw.items() if k.startswith("_bpx")}
     problems = []
     for k, v in (overrides or {}).items():
-        if k not in values:
+        if k not in values and k in OPTIONAL_KEYS:
+            values[k] = v  # a set may lack these (BPX: no collectors); an override adds them
+        elif k not in values:
             problems.append(f"overrides: unknown parameter '{k}'{suggest_name(k, values)}")
         elif isinstance(v, dict) and not k.endswith("_ocp_V"):
             problems.append(f"overrides: only OCP parameters (*_ocp_V) take a table, not '{k}'")
@@ -191,6 +194,12 @@ def transport_efficiency(values: dict, region: str) -> float:
     return eps / tau
 
 
+#: parameters a set may lack (their absence has a documented meaning) and an override may add:
+#: current collectors (no thickness = no collector layer: no series resistance, no heat capacity;
+#: density / specific heat needed by the lumped thermal model only for a collector of thickness > 0)
+OPTIONAL_KEYS = tuple(f"{s}_current_collector_{prop}" for s in ("negative", "positive")
+                      for prop in ("thickness_m", "conductivity_S_m", "density_kg_m3", "specific_heat_J_kg_K")) + (
+    "contact_resistance_Ohm",)
 #: value of ``*_exchange_current_density_A_m2`` selecting j0 from ``*_reaction_rate_constant_mol_m2_s``
 RATE_CONSTANT = "rate_constant"
 #: function-valued parameters that an override may also set to a constant number

@@ -66,6 +66,7 @@ class DirectionResult:
     relative_residual: float = 0.0  # ||b - A x|| / ||b|| at the end
     profile: np.ndarray | None = dataclasses.field(default=None, repr=False)  # tau(x) along the solve axis
     setup_time_s: float = 0.0       # assembly + preconditioner setup
+    timings: dict = dataclasses.field(default_factory=dict)  # seconds per phase (percolation, assembly, pc_setup, solve)
 
 
 class VoxelDiffusivity:
@@ -491,12 +492,14 @@ def solve_direction(D, axis: int, comm, *, spacing=(1.0, 1.0, 1.0), rtol=1e-8,
     name = "xyz"[axis]
     Dv = as_diffusivity(D)
     mean_d = Dv.mean()
+    t_perc = time.perf_counter()
     spanning = percolating_mask(Dv.positive(), axis)
     frac = float(spanning.mean())
     if frac == 0.0:
         log.warning("phase does not percolate in %s: tau_%s = inf", name, name)
         return DirectionResult(name, float("inf"), 0.0, mean_d, 0.0, 0.0, 0.0, 0.0, 0, 0.0, 0.0, "not percolating")
     t_setup = time.perf_counter()
+    timings = {"percolation": t_setup - t_perc}
     da = create_dmda(Dv.shape, comm)
     pc_name = str((petsc_options or {}).get("pc_type", solver or DEFAULT_SOLVER["pc_type"]))
     local_active = None
@@ -510,10 +513,12 @@ def solve_direction(D, axis: int, comm, *, spacing=(1.0, 1.0, 1.0), rtol=1e-8,
     in_rows, out_rows = np.flatnonzero(bc_in.ravel()), np.flatnonzero(bc_out.ravel())
     g_in, g_out = bc_in.ravel()[in_rows], bc_out.ravel()[out_rows]
     del bc_in, bc_out
+    timings["assembly"] = time.perf_counter() - t_setup
     x = A.createVecRight()
     ksp = make_solver(A, da, rtol, petsc_options, prefix, max_it, solver)
     ksp.setUp()
     setup_time = time.perf_counter() - t_setup
+    timings["pc_setup"] = setup_time - timings["assembly"]
     bnorm = b.norm()
     h = np.asarray(spacing, dtype=np.float64)
     length = Dv.shape[axis] * h[axis]
@@ -544,6 +549,8 @@ def solve_direction(D, axis: int, comm, *, spacing=(1.0, 1.0, 1.0), rtol=1e-8,
         ksp.setInitialGuessNonzero(True)
         log.debug("%s: flux mismatch %.2e > %.2e, tightening rtol to %.0e", name, mismatch, flux_tol, cur_rtol)
     solve_time = time.perf_counter() - t0
+    timings["solve"] = solve_time
+    log.debug("tortuosity %s: %s", name, ", ".join(f"{k} {v:.2f} s" for k, v in timings.items()))
     if flux_tol is not None and mismatch > flux_tol:
         log.warning("tortuosity %s: flux mismatch %.2e above flux_tol %.2e at rtol %.0e", name, mismatch,
                     flux_tol, cur_rtol)
@@ -561,7 +568,7 @@ def solve_direction(D, axis: int, comm, *, spacing=(1.0, 1.0, 1.0), rtol=1e-8,
     resid = ksp.getResidualNorm()
     result = DirectionResult(name, float(tau), float(deff), mean_d, frac, j_in, j_out, float(mismatch),
                              int(its_total), float(resid), solve_time, _reason_name(reason), field_full,
-                             float(rel_res), prof, setup_time)
+                             float(rel_res), prof, setup_time, timings)
     for obj in (ksp, A, b, x, r, da):
         obj.destroy()
     return result
