@@ -3,6 +3,7 @@
 Small-size overrides for ``inputs/NAME.yaml`` live in ``tests/decks/NAME.set``
 (one ``path.to.key=value`` per line, '#' comments); a deck without one runs as is.
 """
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,8 @@ def overrides_for(deck: Path) -> list[str]:
 def test_deck_runs_end_to_end(deck, tmp_path):
     if "shared/data/electrode.tiff" in deck.read_text() and not ELECTRODE.exists():
         pytest.skip(f"{deck.name} reads the real electrode image, absent at {ELECTRODE}")
+    if "parameter_set: bpx/" in deck.read_text() and importlib.util.find_spec("bpx") is None:
+        pytest.skip(f"{deck.name} reads a BPX parameter file: needs the optional 'bpx' package (extra [bpx])")
     if "transport: lammps" in deck.read_text() and not Path("/usr/lib/python3/dist-packages/lammps").is_dir():
         pytest.skip(f"{deck.name} needs Debian's python3-lammps (installed by scripts/setup.sh as root)")
     r = run_cli("run", deck, "--output", tmp_path, *overrides_for(deck), timeout=900)

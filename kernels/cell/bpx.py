@@ -50,6 +50,8 @@ import numpy as np
 
 from ionscale.errors import InputDataError
 
+from .tables import table_problem
+
 #: relative accuracy of the expression tables (see module docstring)
 TABLE_RTOL = 1e-7
 #: electrolyte property tables span c_e in [0, ELECTROLYTE_RANGE * c_e0]
@@ -164,13 +166,7 @@ def function_table(value, name: str, lo: float, hi: float):
     if x is None or y is None:
         raise InputDataError(f"BPX parameter '{name}': expected a number, expression or {{x, y}} table")
     x, y = np.asarray(x, dtype=float).ravel(), np.asarray(y, dtype=float).ravel()
-    problem = None
-    if x.size != y.size:
-        problem = f"x and y differ in length ({x.size} vs {y.size})"
-    elif x.size < 2:
-        problem = "needs at least 2 points"
-    elif not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
-        problem = "contains NaN or inf"
+    problem = table_problem(x, y)
     if problem is None:
         order = np.argsort(x, kind="stable")
         x, y = x[order], y[order]

@@ -184,9 +184,10 @@ def _foil_current(pe_b, ce_b, j0_ref, c0, RT_F):
 
 
 @numba.njit(cache=True)
-def rhs(y, i_app, out, geo, dx, xc, eps, brug, a_s, fids, ocp_tab, T):
-    # geo: Nn, Ns, Np, Nrn, Nrp, csmax_n, csmax_p, Rn, Rp, Ds_n, Ds_p, sig_n, sig_p,
-    #      c0, tplus, tdf, alg_scale, harmonic, half_cell, foil_j0
+def _layout(geo):
+    """Cell counts and the offsets of each unknown block in the state vector:
+    (Nn, Ns, Np, Nrn, Nrp, Nx, o_sp, o_ce, o_pe, o_psn, o_psp); blocks in order: negative
+    particle shells, positive particle shells, c_e, phi_e, phi_s negative, phi_s positive."""
     Nn = int(geo[0]); Ns = int(geo[1]); Np = int(geo[2]); Nrn = int(geo[3]); Nrp = int(geo[4])
     Nx = Nn + Ns + Np
     o_sp = Nn * Nrn
@@ -194,6 +195,14 @@ def rhs(y, i_app, out, geo, dx, xc, eps, brug, a_s, fids, ocp_tab, T):
     o_pe = o_ce + Nx
     o_psn = o_pe + Nx
     o_psp = o_psn + Nn
+    return Nn, Ns, Np, Nrn, Nrp, Nx, o_sp, o_ce, o_pe, o_psn, o_psp
+
+
+@numba.njit(cache=True)
+def rhs(y, i_app, out, geo, dx, xc, eps, brug, a_s, fids, ocp_tab, T):
+    # geo: Nn, Ns, Np, Nrn, Nrp, csmax_n, csmax_p, Rn, Rp, Ds_n, Ds_p, sig_n, sig_p,
+    #      c0, tplus, tdf, alg_scale, harmonic, half_cell, foil_j0
+    Nn, Ns, Np, Nrn, Nrp, Nx, o_sp, o_ce, o_pe, o_psn, o_psp = _layout(geo)
     c0 = geo[13]; tplus = geo[14]; tdf = geo[15]; alg_scale = geo[16]
     harmonic = geo[17] > 0.5
     RT_F = R_GAS * T / FARADAY
@@ -310,13 +319,7 @@ def jacobian_entries(y, rows, cols, vals, geo, dx, xc, eps, brug, a_s, fids, ocp
     (duplicates are summed on assembly). Derivatives of the scalar property
     functions (OCP, j0, D_e, kappa) are forward differences of those scalars with
     steps ~ sqrt(machine epsilon); the rest is exact. Returns the number written."""
-    Nn = int(geo[0]); Ns = int(geo[1]); Np = int(geo[2]); Nrn = int(geo[3]); Nrp = int(geo[4])
-    Nx = Nn + Ns + Np
-    o_sp = Nn * Nrn
-    o_ce = o_sp + Np * Nrp
-    o_pe = o_ce + Nx
-    o_psn = o_pe + Nx
-    o_psp = o_psn + Nn
+    Nn, Ns, Np, Nrn, Nrp, Nx, o_sp, o_ce, o_pe, o_psn, o_psp = _layout(geo)
     c0 = geo[13]; tplus = geo[14]; tdf = geo[15]; alg_scale = geo[16]
     harmonic = geo[17] > 0.5
     RT_F = R_GAS * T / FARADAY
@@ -531,13 +534,7 @@ def heat_sources(y, i_app, T, q, geo, dx, xc, eps, brug, a_s, fids, ocp_tab):
     Written as fluxes times potential differences over the same faces as :func:`rhs`,
     so that by summation by parts q[0] + q[1] + q[2] + q[3] = i (U_p - U_n - V) exactly
     when each electrode's OCP is uniform (tested)."""
-    Nn = int(geo[0]); Ns = int(geo[1]); Np = int(geo[2]); Nrn = int(geo[3]); Nrp = int(geo[4])
-    Nx = Nn + Ns + Np
-    o_sp = Nn * Nrn
-    o_ce = o_sp + Np * Nrp
-    o_pe = o_ce + Nx
-    o_psn = o_pe + Nx
-    o_psp = o_psn + Nn
+    Nn, Ns, Np, Nrn, Nrp, Nx, o_sp, o_ce, o_pe, o_psn, o_psp = _layout(geo)
     c0 = geo[13]; tplus = geo[14]; tdf = geo[15]
     harmonic = geo[17] > 0.5
     RT_F = R_GAS * T / FARADAY

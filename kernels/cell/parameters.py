@@ -20,6 +20,7 @@ from ionscale.errors import DeckError, InputDataError
 from ionscale.params import suggest
 
 from .bpx import bpx_to_values, is_bpx
+from .tables import table_problem
 from .functions import (ELECTROLYTE_CONDUCTIVITY, ELECTROLYTE_DIFFUSIVITY, EXCHANGE_CURRENT, FARADAY, FUNCTIONS, OCP,
                         R_GAS, S_EA_CONDUCTIVITY, S_EA_DIFFUSIVITY, S_EA_RATE_N, S_LEN_CONDUCTIVITY, S_LEN_DIFFUSIVITY,
                         S_LEN_ENTROPIC_N, S_RATE_N, S_T_REF, TAB_CONDUCTIVITY, TAB_DIFFUSIVITY, TAB_ENTROPIC_N,
@@ -160,16 +161,10 @@ def ocp_table(x, ocv, name: str) -> dict:
     InputDataError naming the parameter when the arrays cannot be used."""
     x = np.asarray(x, dtype=float).ravel()
     v = np.asarray(ocv, dtype=float).ravel()
-    problem = None
-    if x.size != v.size:
-        problem = f"stoichiometry and OCV arrays differ in length ({x.size} vs {v.size})"
-    elif x.size < 2:
-        problem = "needs at least 2 points"
-    elif not (np.all(np.isfinite(x)) and np.all(np.isfinite(v))):
-        problem = "contains NaN or inf"
-    elif np.any(np.diff(x) <= 0):
+    problem = table_problem(x, v)
+    if problem is None and np.any(np.diff(x) <= 0):
         problem = "stoichiometry must be strictly increasing"
-    elif x[0] < 0 or x[-1] > 1:
+    if problem is None and (x[0] < 0 or x[-1] > 1):
         problem = f"stoichiometry must lie in [0, 1], got [{x[0]:g}, {x[-1]:g}]"
     if problem:
         raise InputDataError(f"OCP table for '{name}': {problem}")

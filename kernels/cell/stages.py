@@ -48,8 +48,9 @@ class DFN(Stage):
     """Doyle-Fuller-Newman (P2D) cell model: discharge curves at several C-rates, or a cc/cv/rest protocol."""
 
     params = {
-        "parameter_set": Param(str, default="Chen2020", doc="parameter set name (kernels/cell/parameters/*.json) "
-                               "or path to such a JSON file"),
+        "parameter_set": Param(str, default="Chen2020", doc="parameter set name (kernels/cell/parameters/*.json), "
+                               "bpx/<name> for the BPX examples (kernels/cell/parameters/bpx/), or a path to a "
+                               "parameter or BPX (Battery Parameter eXchange) JSON file"),
         "overrides": Param(Mapping(OneOf(Scalar(float), Ref())), default={},
                            doc="parameter name -> number or earlier output (stage.output), "
                                "e.g. positive_electrode_tortuosity_factor: tau.tau_x"),
@@ -85,7 +86,9 @@ class DFN(Stage):
         "rtol": Param(float, default=1e-6, min=0, max=1, min_exclusive=True, doc="TS relative tolerance"),
         "atol": Param(float, default=1e-6, min=0, max=1, min_exclusive=True, doc="TS absolute tolerance"),
         "plot": Param(bool, default=True, doc="write a PNG of voltage vs capacity per C-rate to the output folder"),
-        "petsc": Param(dict, default={}, doc="PETSc options of the time stepper, e.g. {ts_bdf_order: 3}"),
+        "petsc": Param(dict, default={}, doc="PETSc options of the time stepper, e.g. {ts_bdf_order: 3}; any "
+                       "snes_*, ksp_* or pc_* key switches from the built-in modified Newton to PETSc's SNES so that "
+                       "those options take effect"),
         "thermal": Param(str, default="isothermal", choices=("isothermal", "lumped"),
                          doc="'isothermal' (T = temperature_K throughout) or 'lumped': one cell temperature T(t), "
                              "rho_cp_eff V dT/dt = Q - h A_cool (T - T_amb), with Ohmic, irreversible and reversible "
