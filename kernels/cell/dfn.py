@@ -9,8 +9,8 @@ Unknowns (per unit electrode area, x through the cell, r in the particles)::
 Equations (j > 0 for Li leaving the particle, I > 0 on discharge)::
 
     d c_s/dt = 1/r^2 d/dr (r^2 D_s d c_s/dr),   -D_s dc_s/dr |_R = j / F,  a = 3 eps_s / R
-    eps dc_e/dt = d/dx (B D_e(c_e) dc_e/dx) + (1 - t+) a j / F
-    d/dx i_e = a j,   i_e = B kappa(c_e) [ 2 (1-t+) TDF RT/F d ln c_e/dx - d phi_e/dx ]
+    eps dc_e/dt = -d/dx N_e + a j / F,   N_e = -B D_e(c_e) dc_e/dx + t+(c_e) i_e / F
+    d/dx i_e = a j,   i_e = B kappa(c_e) [ 2 (1-t+(c_e)) TDF(c_e) RT/F d ln c_e/dx - d phi_e/dx ]
     d/dx i_s = -a j,  i_s = -sigma d phi_s/dx,  phi_s(0) = 0,  i_s(L) = I
     j = 2 j0(c_e, c_s,surf) sinh(F (phi_s - phi_e - U(sto_surf)) / (2 R T))
     V = phi_s(L) - phi_s(0) - I R_series,  R_series = R_contact + (L_cn/sigma_cn + L_cp/sigma_cp) / A
@@ -21,6 +21,13 @@ sinh(-F phi_e(0) / (2 R T)) and the matching diffusive salt flux (1 - t+) i_e(0)
 (phi_e(0), c_e(0) linearly extrapolated); charge conservation makes i_e(0) = I.
 
 B = eps / tau is the transport efficiency (tortuosity factor tau or Bruggeman).
+t+ and the thermodynamic factor TDF are constants or functions / tables of (c_e, T)
+(PyBaMM's DFN). With constant t+ the salt balance is solved in the equivalent form
+eps dc_e/dt = d/dx (B D_e dc_e/dx) + (1 - t+) a j / F (as before this option existed:
+bitwise the same results); with variable t+ in the conservative flux form above, t+ at
+a face being the weighted arithmetic mean of its cells' t+(c_e) (PyBaMM's node-to-edge
+mean of a node value times i_e), and chi = 2 (1 - t+) TDF / c per cell, harmonic at faces
+(t+, TDF at c_e >= 0.01 mol/m3 there, as PyBaMM's chiRT_over_Fc).
 The finite-volume scheme follows PyBaMM's (cell-centred uniform sub-meshes, harmonic
 face means for B D_e and chi, linear extrapolation for surface and boundary values,
 volume-weighted spherical divergence, floors c_e >= 10 mol/m3 in D_e and kappa and
@@ -71,8 +78,9 @@ from ionscale.petsc_options import scoped_options
 
 from .functions import (ENTROPIC_CHANGE, FARADAY, R_GAS, arrhenius, electrolyte_conductivity_of,
                         electrolyte_diffusivity_of, entropic_change, entropic_change_table, exchange_current_of,
-                        function_id, ocp_of)
-from .parameters import function, ocp_callable, pack_properties, particle_diffusivity, transport_efficiency
+                        function_id, ocp_of, thermodynamic_factor_of, transference_number_of)
+from .parameters import (electrolyte_number_ids, function, ocp_callable, pack_properties, particle_diffusivity,
+                         transport_efficiency)
 
 _REGIONS = ("negative_electrode", "separator", "positive_electrode")
 
@@ -176,6 +184,48 @@ def _face(cl, cr, h, w, bl, br, fids, ocp_tab, tplus, tdf, RT_F, harmonic, T):
 
 
 @numba.njit(cache=True)
+def _variable_numbers(geo):
+    """True when t+ or the thermodynamic factor is a function / table of (c_e, T)
+    (ids geo[29], geo[30]; -1 = the constants geo[14], geo[15])."""
+    return geo[29] != -1.0 or geo[30] != -1.0
+
+
+@numba.njit(cache=True)
+def _chi_over_c(c, geo, ocp_tab, RT_F, T):
+    """2 (1 - t+) TDF RT / (F c) of one cell, t+ and TDF at c floored to 1e-2 mol/m3
+    (PyBaMM's chiRT_over_Fc)."""
+    cf = max(c, 1e-2)
+    tp = transference_number_of(int(geo[29]), ocp_tab, geo[14], cf, T)
+    tdf = thermodynamic_factor_of(int(geo[30]), ocp_tab, geo[15], cf, T)
+    return 2.0 * (1.0 - tp) * tdf * RT_F / cf
+
+
+@numba.njit(cache=True)
+def _face_variable(cl, cr, h, w, bl, br, fids, ocp_tab, geo, RT_F, harmonic, T):
+    """:func:`_face` with t+(c_e, T) and TDF(c_e, T): returns (B kappa, chi B kappa dc/dx part
+    of i_e, diffusive flux -B D_e dc/dx, t+ at the face). chi per cell then harmonic (as
+    PyBaMM's chiRT_over_Fc times a gradient); t+ at the face is PyBaMM's weighted arithmetic
+    mean of the cells' t+(c_e) (a node value times the edge quantity i_e)."""
+    kl = bl * electrolyte_conductivity_of(fids, ocp_tab, max(cl, 10.0), T)
+    kr = br * electrolyte_conductivity_of(fids, ocp_tab, max(cr, 10.0), T)
+    if harmonic:
+        kap_f = 1.0 / (w / kl + (1.0 - w) / kr)
+    else:
+        kap_f = (1.0 - w) * kl + w * kr
+    chil = _chi_over_c(cl, geo, ocp_tab, RT_F, T)
+    chir = _chi_over_c(cr, geo, ocp_tab, RT_F, T)
+    chi_f = 1.0 / (w / chil + (1.0 - w) / chir)
+    dl = bl * electrolyte_diffusivity_of(fids, ocp_tab, max(cl, 10.0), T)
+    dr_ = br * electrolyte_diffusivity_of(fids, ocp_tab, max(cr, 10.0), T)
+    d_f = 1.0 / (w / dl + (1.0 - w) / dr_)
+    gc = (cr - cl) / h
+    tid = int(geo[29])
+    t_f = ((1.0 - w) * transference_number_of(tid, ocp_tab, geo[14], cl, T)
+           + w * transference_number_of(tid, ocp_tab, geo[14], cr, T))
+    return kap_f, kap_f * chi_f * gc, -d_f * gc, t_f
+
+
+@numba.njit(cache=True)
 def _foil_current(pe_b, ce_b, j0_ref, c0, RT_F):
     """Butler-Volmer current density [A/m2] of the Li foil (potential 0) into the
     electrolyte: j0 = j0_ref (c_e/c_e0)^0.3 (Xu2019 form, alpha = 1/2)."""
@@ -201,11 +251,16 @@ def _layout(geo):
 @numba.njit(cache=True)
 def rhs(y, i_app, out, geo, dx, xc, eps, brug, a_s, fids, ocp_tab, T):
     # geo: Nn, Ns, Np, Nrn, Nrp, csmax_n, csmax_p, Rn, Rp, Ds_n, Ds_p, sig_n, sig_p,
-    #      c0, tplus, tdf, alg_scale, harmonic, half_cell, foil_j0
+    #      c0, tplus, tdf, alg_scale, harmonic, half_cell, foil_j0, R_series A, i_1c, [22:29] thermal,
+    #      [29] t+ id, [30] TDF id (-1: the constants tplus, tdf)
     Nn, Ns, Np, Nrn, Nrp, Nx, o_sp, o_ce, o_pe, o_psn, o_psp = _layout(geo)
     c0 = geo[13]; tplus = geo[14]; tdf = geo[15]; alg_scale = geo[16]
     harmonic = geo[17] > 0.5
     RT_F = R_GAS * T / FARADAY
+    # constant t+: the salt balance as eps dc/dt = -d/dx(-B D_e dc/dx) + (1 - t+) a j / F; variable
+    # t+(c_e, T): the conservative form with N_e = -B D_e dc/dx + t+ i_e / F and source a j / F
+    variable = _variable_numbers(geo)
+    src_share = 1.0 if variable else 1.0 - tplus
     j = np.zeros(Nx)
     # --- particles and reaction current
     for e in range(2):
@@ -246,20 +301,27 @@ def rhs(y, i_app, out, geo, dx, xc, eps, brug, a_s, fids, ocp_tab, T):
         pe_b = 1.5 * y[o_pe] - 0.5 * y[o_pe + 1]
         ce_b = (1.5 * y[o_ce] - 0.5 * y[o_ce + 1]) * c0
         ie_left = _foil_current(pe_b, ce_b, geo[19], c0, RT_F)
-        Ne_left = (1.0 - tplus) * ie_left / FARADAY
+        # (variable t+: the total flux (1 - t+) i/F + t+ i/F at the foil)
+        Ne_left = src_share * ie_left / FARADAY
     for i in range(Nx):
         if i < Nx - 1:
             h = xc[i + 1] - xc[i]
             w = dx[i] / (dx[i] + dx[i + 1])
-            kap_f, ie_c, Ne_right = _face(y[o_ce + i] * c0, y[o_ce + i + 1] * c0, h, w, brug[i], brug[i + 1],
-                                          fids, ocp_tab, tplus, tdf, RT_F, harmonic, T)
-            ie_right = ie_c - kap_f * (y[o_pe + i + 1] - y[o_pe + i]) / h
+            if variable:
+                kap_f, ie_c, Ne_right, t_f = _face_variable(y[o_ce + i] * c0, y[o_ce + i + 1] * c0, h, w, brug[i],
+                                                            brug[i + 1], fids, ocp_tab, geo, RT_F, harmonic, T)
+                ie_right = ie_c - kap_f * (y[o_pe + i + 1] - y[o_pe + i]) / h
+                Ne_right += t_f * ie_right / FARADAY
+            else:
+                kap_f, ie_c, Ne_right = _face(y[o_ce + i] * c0, y[o_ce + i + 1] * c0, h, w, brug[i], brug[i + 1],
+                                              fids, ocp_tab, tplus, tdf, RT_F, harmonic, T)
+                ie_right = ie_c - kap_f * (y[o_pe + i + 1] - y[o_pe + i]) / h
         else:
             ie_right = 0.0
             Ne_right = 0.0
         src = a_s[i] * j[i]
         out[o_pe + i] = alg_scale * ((ie_right - ie_left) / dx[i] - src)
-        out[o_ce + i] = (-(Ne_right - Ne_left) / dx[i] + (1.0 - tplus) * src / FARADAY) / (eps[i] * c0)
+        out[o_ce + i] = (-(Ne_right - Ne_left) / dx[i] + src_share * src / FARADAY) / (eps[i] * c0)
         ie_left = ie_right
         Ne_left = Ne_right
     # --- solid potentials
@@ -323,6 +385,8 @@ def jacobian_entries(y, rows, cols, vals, geo, dx, xc, eps, brug, a_s, fids, ocp
     c0 = geo[13]; tplus = geo[14]; tdf = geo[15]; alg_scale = geo[16]
     harmonic = geo[17] > 0.5
     RT_F = R_GAS * T / FARADAY
+    variable = _variable_numbers(geo)  # see rhs
+    src_share = 1.0 if variable else 1.0 - tplus
     q = 0
     for e in range(2):
         if e == 0:
@@ -357,7 +421,7 @@ def jacobian_entries(y, rows, cols, vals, geo, dx, xc, eps, brug, a_s, fids, ocp
             r_surf = base + nrr - 1
             vol = (nrr ** 3 - (nrr - 1) ** 3) * dr ** 3 / 3.0
             fac_surf = -Rp_ * Rp_ / (FARADAY * cmax * vol)
-            fac_ce = (1.0 - tplus) * a_s[ix] / (FARADAY * eps[ix] * c0)
+            fac_ce = src_share * a_s[ix] / (FARADAY * eps[ix] * c0)
             fac_pe = -alg_scale * a_s[ix]
             fac_ps = alg_scale * a_s[ix]
             for rr in range(4):
@@ -386,7 +450,7 @@ def jacobian_entries(y, rows, cols, vals, geo, dx, xc, eps, brug, a_s, fids, ocp
                   - _foil_current(pe_b, ce_b - hc, geo[19], c0, RT_F)) / (2.0 * hc) * c0
         # out_pe[0] has -ie_left/dx0; out_ce[0] has +Ne_left/(dx0 eps0 c0), Ne_left = (1-t+) ie_left/F
         fpe = -alg_scale / dx[0]
-        fce = (1.0 - tplus) / FARADAY / (dx[0] * eps[0] * c0)
+        fce = src_share / FARADAY / (dx[0] * eps[0] * c0)
         for rr in range(2):
             row = o_pe if rr == 0 else o_ce
             fac = fpe if rr == 0 else fce
@@ -399,17 +463,38 @@ def jacobian_entries(y, rows, cols, vals, geo, dx, xc, eps, brug, a_s, fids, ocp
         w = dx[i] / (dx[i] + dx[i + 1])
         cl = y[o_ce + i] * c0
         cr = y[o_ce + i + 1] * c0
-        kap_f, ie_c, Ne = _face(cl, cr, h, w, brug[i], brug[i + 1], fids, ocp_tab, tplus, tdf, RT_F, harmonic, T)
         dpe = y[o_pe + i + 1] - y[o_pe + i]
         hl = 1.5e-8 * max(cl, 1.0)
         hr = 1.5e-8 * max(cr, 1.0)
-        ie0 = ie_c - kap_f * dpe / h
-        kp, iep, Nep = _face(cl + hl, cr, h, w, brug[i], brug[i + 1], fids, ocp_tab, tplus, tdf, RT_F, harmonic, T)
-        die_l = ((iep - kp * dpe / h) - ie0) / hl * c0
-        dNe_l = (Nep - Ne) / hl * c0
-        kp, iep, Nep = _face(cl, cr + hr, h, w, brug[i], brug[i + 1], fids, ocp_tab, tplus, tdf, RT_F, harmonic, T)
-        die_r = ((iep - kp * dpe / h) - ie0) / hr * c0
-        dNe_r = (Nep - Ne) / hr * c0
+        if variable:  # N_e = -B D_e dc/dx + t+_f i_e / F: d/dc by forward differences, d/dphi_e exact
+            kap_f, ie_c, Ne, t_f = _face_variable(cl, cr, h, w, brug[i], brug[i + 1], fids, ocp_tab, geo, RT_F,
+                                                  harmonic, T)
+            ie0 = ie_c - kap_f * dpe / h
+            N0 = Ne + t_f * ie0 / FARADAY
+            kp, iep, Nep, tp = _face_variable(cl + hl, cr, h, w, brug[i], brug[i + 1], fids, ocp_tab, geo, RT_F,
+                                              harmonic, T)
+            iep = iep - kp * dpe / h
+            die_l = (iep - ie0) / hl * c0
+            dNe_l = (Nep + tp * iep / FARADAY - N0) / hl * c0
+            kp, iep, Nep, tp = _face_variable(cl, cr + hr, h, w, brug[i], brug[i + 1], fids, ocp_tab, geo, RT_F,
+                                              harmonic, T)
+            iep = iep - kp * dpe / h
+            die_r = (iep - ie0) / hr * c0
+            dNe_r = (Nep + tp * iep / FARADAY - N0) / hr * c0
+            dN_pl = t_f * kap_f / (h * FARADAY)
+        else:
+            kap_f, ie_c, Ne = _face(cl, cr, h, w, brug[i], brug[i + 1], fids, ocp_tab, tplus, tdf, RT_F, harmonic,
+                                    T)
+            ie0 = ie_c - kap_f * dpe / h
+            kp, iep, Nep = _face(cl + hl, cr, h, w, brug[i], brug[i + 1], fids, ocp_tab, tplus, tdf, RT_F, harmonic,
+                                 T)
+            die_l = ((iep - kp * dpe / h) - ie0) / hl * c0
+            dNe_l = (Nep - Ne) / hl * c0
+            kp, iep, Nep = _face(cl, cr + hr, h, w, brug[i], brug[i + 1], fids, ocp_tab, tplus, tdf, RT_F, harmonic,
+                                 T)
+            die_r = ((iep - kp * dpe / h) - ie0) / hr * c0
+            dNe_r = (Nep - Ne) / hr * c0
+            dN_pl = 0.0
         die_pl = kap_f / h
         die_pr = -kap_f / h
         for side in range(2):
@@ -423,6 +508,9 @@ def jacobian_entries(y, rows, cols, vals, geo, dx, xc, eps, brug, a_s, fids, ocp
             rows[q] = o_pe + cell; cols[q] = o_pe + i + 1; vals[q] = fpe * die_pr; q += 1
             rows[q] = o_ce + cell; cols[q] = o_ce + i; vals[q] = fce * dNe_l; q += 1
             rows[q] = o_ce + cell; cols[q] = o_ce + i + 1; vals[q] = fce * dNe_r; q += 1
+            if variable:  # the migration flux t+ i_e / F couples c_e to phi_e
+                rows[q] = o_ce + cell; cols[q] = o_pe + i; vals[q] = fce * dN_pl; q += 1
+                rows[q] = o_ce + cell; cols[q] = o_pe + i + 1; vals[q] = -fce * dN_pl; q += 1
     # solid potentials (linear)
     for e in range(2):
         if e == 0:
@@ -565,14 +653,21 @@ def heat_sources(y, i_app, T, q, geo, dx, xc, eps, brug, a_s, fids, ocp_tab):
                 q[1] -= i_app * 0.5 * (y[o_ps + ncell - 1] - y[o_ps + ncell - 2])
     # i_e at the faces as in _face (same floors and means), each cell's B kappa and chi
     # evaluated once and carried to the next face (D_e is not needed here)
+    variable = _variable_numbers(geo)
     cr = y[o_ce] * c0
     kr = brug[0] * electrolyte_conductivity_of(fids, ocp_tab, max(cr, 10.0), T)
-    chir = 2.0 * (1.0 - tplus) * tdf * RT_F / max(cr, 1e-2)
+    if variable:
+        chir = _chi_over_c(cr, geo, ocp_tab, RT_F, T)
+    else:
+        chir = 2.0 * (1.0 - tplus) * tdf * RT_F / max(cr, 1e-2)
     for i in range(Nx - 1):
         cl, kl, chil = cr, kr, chir
         cr = y[o_ce + i + 1] * c0
         kr = brug[i + 1] * electrolyte_conductivity_of(fids, ocp_tab, max(cr, 10.0), T)
-        chir = 2.0 * (1.0 - tplus) * tdf * RT_F / max(cr, 1e-2)
+        if variable:
+            chir = _chi_over_c(cr, geo, ocp_tab, RT_F, T)
+        else:
+            chir = 2.0 * (1.0 - tplus) * tdf * RT_F / max(cr, 1e-2)
         h = xc[i + 1] - xc[i]
         w = dx[i] / (dx[i] + dx[i + 1])
         if harmonic:
@@ -882,8 +977,12 @@ class DFNModel:
         """Swap in new parameter values on the same mesh (e.g. a tortuosity factor or an
         OCP table in a sweep) without recompiling or recolouring: the sparsity pattern
         does not depend on the values."""
+        variable_before = _variable_numbers(self.geo)
         self._set_values(params)
-        self._refresh_constant_jacobian()
+        if _variable_numbers(self.geo) != variable_before:  # the migration term adds c_e-phi_e entries
+            self._build_jacobian_structure()
+        else:
+            self._refresh_constant_jacobian()
 
     def _set_values(self, params: dict):
         self.params = p = params
@@ -924,18 +1023,21 @@ class DFNModel:
         self.series_resistance_ohm = p.get("contact_resistance_Ohm", 0.0) + collector_drop / self.area_m2
         # D_s at temperature_K (Arrhenius about reference_temperature_K); the lumped thermal
         # kernels apply the factor at the state's T themselves, so they get the reference value
+        # t+ and TDF: geo[14], geo[15] the constants (nan for a function / table), geo[29], geo[30] their ids
+        number_ids, number_constants = electrolyte_number_ids(p)
         Ds_ref = [particle_diffusivity(p, side) if getattr(self, "thermal", "isothermal") != "lumped"
                   else float(p[f"{side}_particle_diffusivity_m2_s"]) for side in ("negative", "positive")]
         self.geo = np.array([self.Nn, self.Ns, self.Np, self.Nrn, self.Nrp,
                              p["negative_maximum_concentration_mol_m3"], p["positive_maximum_concentration_mol_m3"],
                              Rn, Rp, Ds_ref[0], Ds_ref[1],
                              p["negative_electrode_conductivity_S_m"], p["positive_electrode_conductivity_S_m"],
-                             p["initial_electrolyte_concentration_mol_m3"], p["cation_transference_number"],
-                             p["thermodynamic_factor"], L / i_1c,
+                             p["initial_electrolyte_concentration_mol_m3"], number_constants[0],
+                             number_constants[1], L / i_1c,
                              1.0 if self.conductivity_average == "harmonic" else 0.0,
                              1.0 if self.half_cell else 0.0,
                              p.get("lithium_foil_exchange_current_density_A_m2", LI_FOIL_J0_A_M2),
-                             self.series_resistance_ohm * self.area_m2, i_1c] + self._thermal_geo(p), dtype=float)
+                             self.series_resistance_ohm * self.area_m2, i_1c] + self._thermal_geo(p) + number_ids,
+                            dtype=float)
         self.therm = self._thermal_constants(p) if self.thermal == "lumped" else np.zeros(3)
         if self.thermal == "lumped":  # D_s at T_ref, scaled by its Arrhenius factor at the state T
             self.geo[9] = particle_diffusivity(p, "negative", self.geo[26])

@@ -3,13 +3,18 @@
 All are numba-compiled scalar functions so the DFN residual can call them.
 Signatures: OCP ``U(sto)`` [V]; exchange current ``j0(c_e, c_s_surf, c_s_max, T)``
 [A m-2]; electrolyte ``D_e(c_e, T)`` [m2 s-1] and ``kappa_e(c_e, T)`` [S m-1];
-OCP entropic change ``dU/dT(sto)`` [V K-1] (U(sto, T) = U(sto) + (T - T_ref) dU/dT).
+OCP entropic change ``dU/dT(sto)`` [V K-1] (U(sto, T) = U(sto) + (T - T_ref) dU/dT);
+electrolyte cation transference number ``t+(c_e, T)`` [-] and thermodynamic factor
+``TDF(c_e, T) = 1 + d ln f_+- / d ln c_e`` [-] (c_e in mol m-3, T in K).
 
 Chen2020 (LG M50, NMC811 / graphite-SiOx) fits from C.-H. Chen et al., J.
 Electrochem. Soc. 167 (2020) 080534; electrolyte (LiPF6 in EC:EMC) from A. Nyman
 et al., Electrochim. Acta 53 (2008) 6356. Values as in PyBaMM's Chen2020 set.
 Marquis2019 (Kokam SLPB78205130H, graphite MCMB2528 / LiCoO2): Dualfoil 1998 OCP
 and kinetics fits, electrolyte from Capiglia et al. (1999); as in PyBaMM's set.
+Transference number and thermodynamic factor of LiPF6 in EC:EMC (3:7 w:w) from
+J. Landesfeind and H. A. Gasteiger, J. Electrochem. Soc. 166 (2019) A3079 (their
+9-coefficient polynomial in c [mol/L] and T [K], coefficients as in PyBaMM's ORegan2022 set).
 """
 from __future__ import annotations
 
@@ -111,6 +116,28 @@ def electrolyte_conductivity_Capiglia1999(c_e, T):
             * math.exp(34700.0 / R_GAS * (1.0 / 298.15 - 1.0 / T)))
 
 
+# ---- transference number and thermodynamic factor, Landesfeind & Gasteiger 2019 (LiPF6 in EC:EMC 3:7 w:w):
+# p1 + p2 c + p3 T + p4 c^2 + p5 c T + p6 T^2 + p7 c^3 + p8 c^2 T + p9 c T^2, c in mol/L (their Table / fit)
+
+@numba.njit(cache=True)
+def _landesfeind2019_polynomial(c_e, T, p1, p2, p3, p4, p5, p6, p7, p8, p9):
+    c = c_e / 1000.0
+    return (p1 + p2 * c + p3 * T + p4 * c * c + p5 * c * T + p6 * T * T + p7 * c * c * c + p8 * c * c * T
+            + p9 * c * T * T)
+
+
+@numba.njit(cache=True)
+def electrolyte_transference_number_EC_EMC_3_7_Landesfeind2019(c_e, T):
+    return _landesfeind2019_polynomial(c_e, T, -1.28e1, -6.12, 8.21e-2, 9.04e-1, 3.18e-2, -1.27e-4, 1.75e-2,
+                                       -3.12e-3, -3.96e-5)
+
+
+@numba.njit(cache=True)
+def electrolyte_TDF_EC_EMC_3_7_Landesfeind2019(c_e, T):
+    return _landesfeind2019_polynomial(c_e, T, 2.57e1, -4.51e1, -1.77e-1, 1.94, 2.95e-1, 3.08e-4, 2.59e-1,
+                                       -9.46e-3, -4.54e-4)
+
+
 # ---- entropic change dU/dT(sto) [V/K] of the OCP, U(sto, T) = U_ref(sto) + (T - T_ref) dU/dT(sto)
 # (lumped thermal model). Moura2016 fits from S. Moura's fastDFN, as in PyBaMM's Marquis2019 set;
 # written per unit stoichiometry (the fits' c_s_max divided out as PyBaMM does)
@@ -156,6 +183,8 @@ EXCHANGE_CURRENT = (graphite_LGM50_exchange_current_Chen2020, nmc_LGM50_exchange
 ELECTROLYTE_DIFFUSIVITY = (electrolyte_diffusivity_Nyman2008, electrolyte_diffusivity_Capiglia1999)
 ELECTROLYTE_CONDUCTIVITY = (electrolyte_conductivity_Nyman2008, electrolyte_conductivity_Capiglia1999)
 ENTROPIC_CHANGE = (graphite_entropic_change_Moura2016, lico2_entropic_change_Moura2016)
+TRANSFERENCE_NUMBER = (electrolyte_transference_number_EC_EMC_3_7_Landesfeind2019,)
+THERMODYNAMIC_FACTOR = (electrolyte_TDF_EC_EMC_3_7_Landesfeind2019,)
 
 
 @numba.njit(cache=True)
@@ -211,8 +240,22 @@ def entropic_change(fid, sto):
     return math.nan
 
 
+@numba.njit(cache=True)
+def transference_number(fid, c_e, T):
+    if fid == 0:
+        return electrolyte_transference_number_EC_EMC_3_7_Landesfeind2019(c_e, T)
+    return math.nan
+
+
+@numba.njit(cache=True)
+def thermodynamic_factor(fid, c_e, T):
+    if fid == 0:
+        return electrolyte_TDF_EC_EMC_3_7_Landesfeind2019(c_e, T)
+    return math.nan
+
+
 FUNCTIONS = {f.py_func.__name__: f for f in OCP + EXCHANGE_CURRENT + ELECTROLYTE_DIFFUSIVITY + ELECTROLYTE_CONDUCTIVITY
-             + ENTROPIC_CHANGE}
+             + ENTROPIC_CHANGE + TRANSFERENCE_NUMBER + THERMODYNAMIC_FACTOR}
 
 
 def function_id(fn, category) -> int:
@@ -229,16 +272,20 @@ def function_id(fn, category) -> int:
 #     TAB_DIFFUSIVITY        D_e,ref(c_e) [m2/s]    (length tab[TAB_SCALARS, S_LEN_DIFFUSIVITY])
 #     TAB_CONDUCTIVITY       kappa_ref(c_e) [S/m]   (length tab[TAB_SCALARS, S_LEN_CONDUCTIVITY])
 #     TAB_ENTROPIC_N / _P    dU/dT(sto) [V/K]       (lengths tab[TAB_SCALARS, S_LEN_ENTROPIC_N / _P])
+#     TAB_TRANSFERENCE       t+(c_e) [-]            (length tab[TAB_SCALARS, S_LEN_TRANSFERENCE])
+#     TAB_TDF                TDF(c_e) [-]           (length tab[TAB_SCALARS, S_LEN_TDF])
 #   row TAB_SCALARS: the lengths above, and
 #     j0 = k_e A(Ea_e) sqrt(c_e c_s (c_s,max - c_s))    (k_e in A m-2 (mol m-3)^-1.5)
 #     D_e = D_e,ref(c_e) A(Ea_D),  kappa = kappa_ref(c_e) A(Ea_kappa),
 #     A(Ea) = exp(Ea / R (1 / T_ref - 1 / T))           (BPX's Arrhenius factor)
 TAB_OCP_N, TAB_OCP_P, TAB_DIFFUSIVITY, TAB_CONDUCTIVITY, TAB_ENTROPIC_N, TAB_ENTROPIC_P = 0, 1, 2, 3, 4, 5
-TAB_SCALARS = 12
-TAB_ROWS = 13
+TAB_TRANSFERENCE, TAB_TDF = 6, 7
+TAB_SCALARS = 16
+TAB_ROWS = 17
 S_LEN_DIFFUSIVITY, S_LEN_CONDUCTIVITY, S_LEN_ENTROPIC_N, S_LEN_ENTROPIC_P = 0, 1, 2, 3
 S_RATE_N, S_EA_RATE_N, S_RATE_P, S_EA_RATE_P, S_EA_DIFFUSIVITY, S_EA_CONDUCTIVITY, S_T_REF = 4, 5, 6, 7, 8, 9, 10
-TAB_MIN_COLUMNS = 11
+S_LEN_TRANSFERENCE, S_LEN_TDF = 11, 12
+TAB_MIN_COLUMNS = 13
 
 
 @numba.njit(cache=True)
@@ -313,3 +360,25 @@ def entropic_change_table(e, tab, sto):
     if n == 0:
         return 0.0
     return table_value(tab, TAB_ENTROPIC_N + e, n, sto)
+
+
+@numba.njit(cache=True)
+def transference_number_of(fid, tab, constant, c_e, T):
+    """Cation transference number: compiled function (fid >= 0), table over c_e (fid -2,
+    slot TAB_TRANSFERENCE) or ``constant`` (fid -1)."""
+    if fid >= 0:
+        return transference_number(fid, c_e, T)
+    if fid == -2:
+        return table_value(tab, TAB_TRANSFERENCE, int(tab[TAB_SCALARS, S_LEN_TRANSFERENCE]), c_e)
+    return constant
+
+
+@numba.njit(cache=True)
+def thermodynamic_factor_of(fid, tab, constant, c_e, T):
+    """Thermodynamic factor: compiled function (fid >= 0), table over c_e (fid -2, slot
+    TAB_TDF) or ``constant`` (fid -1)."""
+    if fid >= 0:
+        return thermodynamic_factor(fid, c_e, T)
+    if fid == -2:
+        return table_value(tab, TAB_TDF, int(tab[TAB_SCALARS, S_LEN_TDF]), c_e)
+    return constant

@@ -2,7 +2,10 @@
 the key names (``_m``, ``_m2_s``, ``_S_m``, ``_mol_m3``, ``_Ah``, ``_K``, ``_V``);
 property functions are strings ``"fn:NAME"`` naming a function of
 :mod:`ionscale.kernels.cell.functions`; an OCP may instead be a table
-``{"x": [...], "ocv_V": [...]}`` (see :func:`ocp_table`).
+``{"x": [...], "ocv_V": [...]}`` (see :func:`ocp_table`). The electrolyte's
+``cation_transference_number`` and ``thermodynamic_factor`` are a number, ``"fn:NAME"``
+(a function of (c_e, T)) or a table ``{"x": c_e [mol/m3], "y": value}`` (see
+:func:`electrolyte_number_ids`).
 
 Effective electrolyte transport in region k uses the transport efficiency
 ``B_k = eps_k / tau_k`` with ``tau_k`` the region's tortuosity factor when given,
@@ -23,8 +26,10 @@ from .bpx import bpx_to_values, is_bpx
 from .tables import table_problem
 from .functions import (ELECTROLYTE_CONDUCTIVITY, ELECTROLYTE_DIFFUSIVITY, EXCHANGE_CURRENT, FARADAY, FUNCTIONS, OCP,
                         R_GAS, S_EA_CONDUCTIVITY, S_EA_DIFFUSIVITY, S_EA_RATE_N, S_LEN_CONDUCTIVITY, S_LEN_DIFFUSIVITY,
-                        S_LEN_ENTROPIC_N, S_RATE_N, S_T_REF, TAB_CONDUCTIVITY, TAB_DIFFUSIVITY, TAB_ENTROPIC_N,
-                        TAB_MIN_COLUMNS, TAB_OCP_N, TAB_ROWS, TAB_SCALARS, function_id)
+                        S_LEN_ENTROPIC_N, S_LEN_TDF, S_LEN_TRANSFERENCE, S_RATE_N, S_T_REF, TAB_CONDUCTIVITY,
+                        TAB_DIFFUSIVITY, TAB_ENTROPIC_N, TAB_MIN_COLUMNS, TAB_OCP_N, TAB_ROWS, TAB_SCALARS, TAB_TDF,
+                        TAB_TRANSFERENCE, THERMODYNAMIC_FACTOR, TRANSFERENCE_NUMBER, function_id,
+                        thermodynamic_factor_of, transference_number_of)
 
 PARAMETER_DIR = Path(__file__).resolve().parent / "parameters"
 
@@ -122,8 +127,9 @@ def load_parameter_set(name: str, overrides: dict | None = None) -> dict:
             values[k] = v  # a set may lack these (BPX: no collectors); an override adds them
         elif k not in values:
             problems.append(f"overrides: unknown parameter '{k}'{suggest_name(k, values)}")
-        elif isinstance(v, dict) and not k.endswith("_ocp_V"):
-            problems.append(f"overrides: only OCP parameters (*_ocp_V) take a table, not '{k}'")
+        elif isinstance(v, dict) and not k.endswith("_ocp_V") and k not in ELECTROLYTE_NUMBER_KEYS:
+            problems.append(f"overrides: only OCP parameters (*_ocp_V), {' and '.join(ELECTROLYTE_NUMBER_KEYS)} "
+                            f"take a table, not '{k}'")
         elif isinstance(values[k], (str, dict)) and not isinstance(v, (str, dict)) and k not in _CONSTANT_ALLOWED:
             shown = values[k] if isinstance(values[k], str) else "a table"
             problems.append(f"overrides: '{k}' is a function ({shown}) and cannot be set to a number")
@@ -198,7 +204,12 @@ OPTIONAL_KEYS = tuple(f"{s}_current_collector_{prop}" for s in ("negative", "pos
 #: value of ``*_exchange_current_density_A_m2`` selecting j0 from ``*_reaction_rate_constant_mol_m2_s``
 RATE_CONSTANT = "rate_constant"
 #: function-valued parameters that an override may also set to a constant number
-_CONSTANT_ALLOWED = ("electrolyte_diffusivity_m2_s", "electrolyte_conductivity_S_m")
+_CONSTANT_ALLOWED = ("electrolyte_diffusivity_m2_s", "electrolyte_conductivity_S_m", "cation_transference_number",
+                     "thermodynamic_factor")
+#: electrolyte properties that are a number, "fn:NAME" of (c_e, T) or an {x: c_e, y} table
+ELECTROLYTE_NUMBER_KEYS = ("cation_transference_number", "thermodynamic_factor")
+_ELECTROLYTE_NUMBER_SLOTS = ((TRANSFERENCE_NUMBER, TAB_TRANSFERENCE, S_LEN_TRANSFERENCE, (0.0, 1.0)),
+                             (THERMODYNAMIC_FACTOR, TAB_TDF, S_LEN_TDF, (0.0, math.inf)))
 PROPERTY_KEYS = ("negative_electrode_ocp_V", "positive_electrode_ocp_V", "negative_exchange_current_density_A_m2",
                  "positive_exchange_current_density_A_m2", "electrolyte_diffusivity_m2_s",
                  "electrolyte_conductivity_S_m")
@@ -262,6 +273,11 @@ def pack_properties(values: dict) -> tuple[np.ndarray, np.ndarray]:
             tables[slot] = (x, y)
             scalars[s_len] = x.size
             scalars[s_ea] = float(values.get(key.rsplit("_", 2)[0] + "_activation_energy_J_mol", 0.0))
+    for key, (_, slot, s_len, _) in zip(ELECTROLYTE_NUMBER_KEYS, _ELECTROLYTE_NUMBER_SLOTS):
+        v = values.get(key)
+        if isinstance(v, dict):
+            tables[slot] = _electrolyte_number_table(key, v)
+            scalars[s_len] = tables[slot][0].size
     for e, side in enumerate(("negative", "positive")):
         v = values.get(f"{side}_electrode_ocp_entropic_change_V_K")
         if isinstance(v, dict):
@@ -288,3 +304,55 @@ def particle_diffusivity(values: dict, side: str, T: float | None = None) -> flo
         return d
     T_ref = float(values.get("reference_temperature_K", 298.15))
     return d * math.exp(ea / R_GAS * (1.0 / T_ref - 1.0 / T))
+
+
+def _electrolyte_number_table(key: str, v: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Validated ``{"x": c_e [mol/m3], "y": value}`` table of an ELECTROLYTE_NUMBER_KEYS entry."""
+    lo, hi = dict(zip(ELECTROLYTE_NUMBER_KEYS, _ELECTROLYTE_NUMBER_SLOTS))[key][3]
+    if set(v) != {"x", "y"}:
+        raise DeckError(f"parameter '{key}': a table needs exactly the keys 'x' (c_e [mol/m3]) and 'y', "
+                        f"got {sorted(v)}")
+    x = np.asarray(v["x"], dtype=float).ravel()
+    y = np.asarray(v["y"], dtype=float).ravel()
+    problem = table_problem(x, y)
+    if problem is None and np.any(np.diff(x) <= 0):
+        problem = "c_e (x) must be strictly increasing"
+    if problem is None and (np.any(y <= lo) or np.any(y >= hi)):
+        problem = f"values must lie in ({lo:g}, {hi:g}), got [{y.min():g}, {y.max():g}]"
+    if problem:
+        raise InputDataError(f"table for '{key}': {problem}")
+    return x, y
+
+
+def electrolyte_number_ids(values: dict) -> tuple[list[float], list[float]]:
+    """How the compiled kernels evaluate t+ and the thermodynamic factor
+    (functions.transference_number_of / thermodynamic_factor_of): ids (>= 0 a compiled
+    function of (c_e, T), -1 the constant, -2 the packed table) and the constants (nan
+    unless constant)."""
+    ids, constants = [], []
+    for key, (category, _, _, _) in zip(ELECTROLYTE_NUMBER_KEYS, _ELECTROLYTE_NUMBER_SLOTS):
+        v = values[key]
+        if isinstance(v, str):
+            fn = FUNCTIONS.get(v[3:]) if v.startswith("fn:") else None
+            if fn is None or fn not in category:
+                names = ", ".join(f.py_func.__name__ for f in category)
+                raise DeckError(f"parameter '{key}': {v!r} is not a function of this kind (expected 'fn:NAME' "
+                                f"with NAME one of {names}, a number or an {{x, y}} table)")
+            ids.append(float(function_id(fn, category)))
+            constants.append(math.nan)
+        elif isinstance(v, dict):
+            ids.append(-2.0)
+            constants.append(math.nan)
+        else:
+            ids.append(-1.0)
+            constants.append(float(v))
+    return ids, constants
+
+
+def electrolyte_number(values: dict, key: str, c_e: float, T: float) -> float:
+    """t+ (``key`` = 'cation_transference_number') or TDF ('thermodynamic_factor') at (c_e, T)."""
+    ids, constants = electrolyte_number_ids(values)
+    _, tab = pack_properties(values)
+    k = ELECTROLYTE_NUMBER_KEYS.index(key)
+    of = transference_number_of if k == 0 else thermodynamic_factor_of
+    return float(of(int(ids[k]), tab, constants[k], float(c_e), float(T)))

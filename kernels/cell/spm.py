@@ -26,7 +26,7 @@ from ionscale.petsc_options import scoped_options
 
 from .dfn import DischargeResult
 from .functions import FARADAY, R_GAS, electrolyte_conductivity_of, electrolyte_diffusivity_of, exchange_current_of
-from .parameters import ocp_callable, pack_properties, particle_diffusivity
+from .parameters import electrolyte_number, ocp_callable, pack_properties, particle_diffusivity
 
 
 def particle_operator(n_shells: int, radius: float, diffusivity: float, c_max: float):
@@ -231,7 +231,9 @@ class SPMeModel(SPMModel):
                                -face / (dx[i + 1] * eps[i + 1]), face / (dx[i + 1] * eps[i + 1])])
         Ae = sp.csr_matrix((vals, (rows, cols)), shape=(Nx, Nx))
         self.A = sp.block_diag([self.A, Ae], format="csr")
-        tplus = p["cation_transference_number"]
+        # t+ and TDF at c_e0 (a function or table of c_e too): SPMe's electrolyte is linear about c_e0
+        tplus = electrolyte_number(p, "cation_transference_number", c0, T)
+        tdf = electrolyte_number(p, "thermodynamic_factor", c0, T)
         a_n = 3 * p["negative_electrode_active_material_volume_fraction"] / p["negative_particle_radius_m"]
         a_p = 3 * p["positive_electrode_active_material_volume_fraction"] / p["positive_particle_radius_m"]
         Nn, Ns, Np = self.Nx_k
@@ -245,7 +247,7 @@ class SPMeModel(SPMModel):
         self.n = self.o_ce + Nx
         self.dx = dx
         self.eps = eps
-        self.chi = 2 * (1 - tplus) * p["thermodynamic_factor"] * R_GAS * T / FARADAY
+        self.chi = 2 * (1 - tplus) * tdf * R_GAS * T / FARADAY
         self.r_ohm = (Ls[0] / (3 * self.kappa_eff[0]) + Ls[1] / self.kappa_eff[1] + Ls[2] / (3 * self.kappa_eff[2])
                       + (Ls[0] / p["negative_electrode_conductivity_S_m"]
                          + Ls[2] / p["positive_electrode_conductivity_S_m"]) / 3)  # Ohm m2
