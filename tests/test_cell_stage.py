@@ -58,6 +58,10 @@ stages:
     ("positive_electrode_tortuosity: 2.0", "did you mean 'positive_electrode_tortuosity_factor'"),
     ("positive_electrode_porosity: 1.5", "positive_electrode_porosity' = 1.5 is outside its physical range"),
     ("separator_tortuosity_factor: 0.5", "separator_tortuosity_factor' = 0.5 is outside"),
+    ("thermodynamic_factor: fn:electrolyte_TDF_Landesfeind", "did you mean 'electrolyte_TDF_EC_EMC_3_7_Landesfeind2019'"),
+    ("thermodynamic_factor: fn:graphite_LGM50_ocp_Chen2020", "is not a function of this kind"),
+    ("separator_porosity: fn:electrolyte_TDF_EC_EMC_3_7_Landesfeind2019",
+     "'separator_porosity' is a number parameter and cannot be set to a function"),
 ])
 def test_overrides_checked_when_the_deck_is_read(override, message):
     with pytest.raises(DeckError, match=message):
@@ -92,3 +96,18 @@ def test_ocp_table_inputs_replace_the_ocp_function(comm):
     v0, v1 = base["curves"]["1C"]["voltage_V"], out["curves"]["1C"]["voltage_V"]
     assert v1[0] - v0[0] == pytest.approx(0.05, abs=2e-4)
     assert out["energy_Wh"][0] > base["energy_Wh"][0]
+
+
+def test_function_overrides_equal_the_parameter_set_that_names_them(comm):
+    """overrides: {cation_transference_number: fn:..., thermodynamic_factor: fn:...} on Chen2020 is the
+    bundled Chen2020_Landesfeind2019 set: identical discharge."""
+    fn = {"cation_transference_number": "fn:electrolyte_transference_number_EC_EMC_3_7_Landesfeind2019",
+          "thermodynamic_factor": "fn:electrolyte_TDF_EC_EMC_3_7_Landesfeind2019"}
+    base = dict(PARAMS, c_rates=[1.0], plot=False)
+    outs = []
+    for params in (dict(base, overrides=fn), dict(base, parameter_set="Chen2020_Landesfeind2019", overrides={}),
+                   dict(base, overrides={})):
+        assert not DFN.check(params)
+        outs.append(DFN("cell").run(comm, StageInputs(), params))
+    assert outs[0]["capacity_Ah"][0] == pytest.approx(outs[1]["capacity_Ah"][0], rel=1e-12)
+    assert abs(outs[0]["capacity_Ah"][0] - outs[2]["capacity_Ah"][0]) > 1e-4  # the functions change the result

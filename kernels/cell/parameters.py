@@ -130,6 +130,8 @@ def load_parameter_set(name: str, overrides: dict | None = None) -> dict:
         elif isinstance(v, dict) and not k.endswith("_ocp_V") and k not in ELECTROLYTE_NUMBER_KEYS:
             problems.append(f"overrides: only OCP parameters (*_ocp_V), {' and '.join(ELECTROLYTE_NUMBER_KEYS)} "
                             f"take a table, not '{k}'")
+        elif isinstance(v, str) and not isinstance(values[k], (str, dict)) and k not in ELECTROLYTE_NUMBER_KEYS:
+            problems.append(f"overrides: '{k}' is a number parameter and cannot be set to a function ({v!r})")
         elif isinstance(values[k], (str, dict)) and not isinstance(v, (str, dict)) and k not in _CONSTANT_ALLOWED:
             shown = values[k] if isinstance(values[k], str) else "a table"
             problems.append(f"overrides: '{k}' is a function ({shown}) and cannot be set to a number")

@@ -25,8 +25,8 @@ from ionscale.petsc_options import unique_prefix
 from ionscale.stage import Stage, register
 
 from .protocol import ProtocolKind, parse_protocol
-from .parameters import (available_sets, check_value, load_parameter_set, ocp_table, suggest_name,
-                         transport_efficiency)
+from .parameters import (available_sets, check_value, electrolyte_number_ids, load_parameter_set, ocp_table,
+                         pack_properties, suggest_name, transport_efficiency)
 
 
 def _rate_tag(c):
@@ -51,9 +51,11 @@ class DFN(Stage):
         "parameter_set": Param(str, default="Chen2020", doc="parameter set name (kernels/cell/parameters/*.json), "
                                "bpx/<name> for the BPX examples (kernels/cell/parameters/bpx/), or a path to a "
                                "parameter or BPX (Battery Parameter eXchange) JSON file"),
-        "overrides": Param(Mapping(OneOf(Scalar(float), Ref())), default={},
-                           doc="parameter name -> number or earlier output (stage.output), "
-                               "e.g. positive_electrode_tortuosity_factor: tau.tau_x"),
+        "overrides": Param(Mapping(OneOf(Scalar(float), Ref(), Scalar(str))), default={},
+                           doc="parameter name -> number, earlier output (stage.output) or, for a property "
+                               "function, 'fn:NAME' (see ionscale.kernels.cell.functions), e.g. "
+                               "positive_electrode_tortuosity_factor: tau.tau_x, "
+                               "cation_transference_number: fn:transference_number_Landesfeind2019"),
         "negative_ocp_table": Param(ListOf(Ref(), min_len=2, max_len=2), default=None,
                                     doc="[stoichiometry, OCV] outputs of an earlier stage (e.g. [mc.x, mc.ocv_V]) "
                                         "replacing the negative electrode OCP function"),
@@ -147,6 +149,13 @@ class DFN(Stage):
         for k, v in params["overrides"].items():
             if k not in base:
                 problems.append(("overrides", f"unknown parameter '{k}'{suggest_name(k, base)}"))
+            elif isinstance(v, str):
+                try:  # a function name: the loader checks the name, packing checks the function's kind
+                    trial = load_parameter_set(name, {k: v})
+                    pack_properties(trial)
+                    electrolyte_number_ids(trial)
+                except DeckError as e:
+                    problems.extend(("overrides", p.message.removeprefix("overrides: ")) for p in e.problems)
             elif not isinstance(v, Reference):
                 msg = check_value(k, v)
                 if msg:
@@ -161,7 +170,7 @@ class DFN(Stage):
                         thermal=params.get("thermal", "isothermal"))
 
     def run(self, comm, inputs, params):
-        overrides = {k: float(np.asarray(v)) for k, v in params["overrides"].items()}
+        overrides = {k: v if isinstance(v, str) else float(np.asarray(v)) for k, v in params["overrides"].items()}
         for side in ("negative", "positive"):
             table = params.get(f"{side}_ocp_table")
             if table is not None:

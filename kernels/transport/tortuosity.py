@@ -32,6 +32,7 @@ import numpy as np
 from ionscale.errors import SolverDivergedError
 from ionscale.petsc_options import scoped_options
 
+from .assembly import chunk_row_lengths, chunk_rows
 from .percolation import percolating_mask
 
 log = logging.getLogger("ionscale")
@@ -347,8 +348,6 @@ def assemble_compact(D, axis, da, spanning, spacing=(1.0, 1.0, 1.0), c_in=1.0, c
     (A, b, bc_in, bc_out, local_active) with 1D bc arrays over the local unknowns and
     ``local_active`` the mask of the unknowns in the local DMDA box."""
     from petsc4py import PETSc
-
-    from .assembly import chunk_row_lengths, chunk_rows
 
     Dv = as_diffusivity(D)
     shape = Dv.shape
