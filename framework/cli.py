@@ -135,7 +135,7 @@ def _cmd_run(args, comm, log) -> int:
 
 
 def summary_table(runner) -> str:
-    """Scalar outputs (and short 1-D arrays) of each stage, with units, one line each."""
+    """Scalar outputs (short 1-D arrays and short strings too) of each stage, with units, one line each."""
     import numbers
 
     import numpy as np
@@ -143,6 +143,8 @@ def summary_table(runner) -> str:
     def short(v):
         if isinstance(v, numbers.Number) and not isinstance(v, bool):
             return f"{v:<14.6g}"
+        if isinstance(v, str) and 0 < len(v) <= 200:  # paths, stop reasons
+            return v
         arr = np.asarray(v) if isinstance(v, (list, np.ndarray)) else None
         if arr is not None and arr.ndim == 1 and 0 < arr.size <= 8 and arr.dtype.kind in "iuf":
             return "[" + ", ".join(f"{x:.5g}" for x in arr) + "]"

@@ -1561,8 +1561,9 @@ class DFNModel:
             why = "current limit"
         elif t_end >= t_max * (1 - 1e-12):
             why = "time limit"
-        elif fired:
-            why = "electrolyte or particle surface exhausted"
+        elif fired:  # event 1: a particle surface near stoichiometry 0, 2: near 1, 3: electrolyte near 0
+            why = ", ".join(text for k, text in ((1, "particle surface emptied"), (2, "particle surface saturated"),
+                                                 (3, "electrolyte depleted")) if k in fired) or "exhausted"
         else:
             why = "stopped"
         seg = dict(time_s=times, voltage_V=volts, current_C=amps, steps=steps, solve_time_s=solve_time,

@@ -111,9 +111,11 @@ class DFN(Stage):
         "energy_Wh": Output("W h", "discharge energy at the cut-off, per C-rate (protocol: net, integral of V I dt)"),
         "reached_cutoff": Output("1", "1 if the cut-off voltage ended the discharge, 0 for the time limit or "
                                         "electrolyte/particle exhaustion (see curves.*.stop_reason), per C-rate"),
+        "stop_reasons": Output("", "why each discharge ended, per C-rate ('1C: cut-off voltage, 2C: ...'; "
+                                   "protocol: per step)"),
         "curves": Output("mixed", "per C-rate ('1C', ...): time_s [s], voltage_V [V], capacity_Ah [A h], "
-                                  "stop_reason ('cut-off voltage', 'time limit', 'electrolyte or particle "
-                                  "surface exhausted'); for a step protocol one entry 'protocol': time_s, voltage_V, "
+                                  "stop_reason ('cut-off voltage', 'time limit', 'particle surface emptied', "
+                                  "'particle surface saturated', 'electrolyte depleted'); for a step protocol one entry 'protocol': time_s, voltage_V, "
                                   "current_A [A, > 0 discharge], capacity_Ah (net discharged), step_index, "
                                   "stop_reasons"),
         "transport_efficiency": Output("1", "effective electrolyte transport efficiency eps/tau per region "
@@ -240,6 +242,7 @@ class DFN(Stage):
             "capacity_Ah": np.array([curves_by_index[i][2] for i in range(len(rates))]),
             "energy_Wh": np.array([curves_by_index[i][3] for i in range(len(rates))]),
             "reached_cutoff": np.array([int(curves_by_index[i][4]) for i in range(len(rates))]),
+            "stop_reasons": ", ".join(f"{c:g}C: {curves_by_index[i][5]}" for i, c in enumerate(rates)),
             "curves": curves,
             "transport_efficiency": {r: float(transport_efficiency(values, r))
                                      for r in ("negative_electrode", "separator", "positive_electrode")},
@@ -289,6 +292,7 @@ class DFN(Stage):
             "capacity_Ah": np.array([q[-1]]),
             "energy_Wh": np.array([energy]),
             "reached_cutoff": np.array([int(last in ("voltage limit", "current limit", "voltage limit at start"))]),
+            "stop_reasons": curve["stop_reasons"],
             "curves": {"protocol": curve},
             "transport_efficiency": {r: float(transport_efficiency(values, r))
                                      for r in ("negative_electrode", "separator", "positive_electrode")},
