@@ -7,8 +7,8 @@ import math
 
 import numpy as np
 import pytest
-import scipy.sparse as sp
 
+from cell_checks import assert_jacobian_matches_central_differences, perturbed_state
 from ionscale.kernels.cell.dfn import FARADAY, R_GAS, DFNModel
 from ionscale.kernels.cell.functions import nmc_LGM50_ocp_Chen2020
 from ionscale.kernels.cell.parameters import load_parameter_set, ocp_table
@@ -74,22 +74,4 @@ def test_analytic_jacobian_matches_central_differences(chen, half_cell, table):
         params = load_parameter_set("Chen2020", {"positive_electrode_ocp_V": ocp_table(
             x, [nmc_LGM50_ocp_Chen2020(max(s, 0.05)) for s in x], "positive_electrode_ocp_V")})
     m = DFNModel(params, points=(5, 4, 5), r_points=(5, 6), half_cell=half_cell)
-    rng = np.random.default_rng(3)
-    y = m.consistent_algebraic(m.initial_state(), 20.0)
-    y[:m.o_ce] += rng.uniform(-0.05, 0.05, m.o_ce)
-    y[m.o_ce:m.o_pe] *= 1 + 0.1 * rng.standard_normal(m.o_pe - m.o_ce)
-    y[m.o_pe:] += 0.01 * rng.standard_normal(m.n - m.o_pe)
-    data = m.jacobian_data(y, 20.0, 0.0).copy()
-    jac = sp.csr_matrix((data, m.indices, m.indptr), shape=(m.n + 1, m.n + 1)).toarray()[:m.n, :m.n]
-    fd = np.empty_like(jac)
-    for c in range(m.n):
-        h = 1e-7 * max(abs(y[c]), 1.0)
-        yp, ym = y.copy(), y.copy()
-        yp[c] += h
-        ym[c] -= h
-        fd[:, c] = -(m._eval_rhs(yp, 20.0) - m._eval_rhs(ym, 20.0)) / (2 * h)
-    scale = np.abs(fd).max(axis=1, keepdims=True)
-    assert np.max(np.abs(jac - fd) / scale) < 1e-6
-    # the sparsity pattern holds every coupling
-    pattern = sp.csr_matrix((np.ones_like(data), m.indices, m.indptr), shape=(m.n + 1, m.n + 1)).toarray()[:m.n, :m.n]
-    assert np.all(pattern[np.abs(fd) > 1e-12 * scale])
+    assert_jacobian_matches_central_differences(m, perturbed_state(m, np.random.default_rng(3)))
