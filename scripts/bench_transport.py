@@ -99,7 +99,7 @@ def worker(tool: str, case: str, opts: dict) -> dict:
             with capture_stdout(enabled=hypre and opts.get("traffic")) as captured:
                 r = solve_direction(mask, 0, comm, rtol=opts.get("rtol", 1e-6), flux_tol=opts.get("flux_tol", 1e-4),
                                     solver=opts.get("solver"), prefix="bench_",
-                                    petsc_options={"pc_hypre_boomeramg_print_statistics": 1} if hypre and opts.get("traffic") else None)
+                                    amg_statistics=bool(hypre and opts.get("traffic")))
             if captured.text:
                 out["traffic"] = vcycle_traffic(captured.text)
         out.update(tau=r.tau, iterations=r.iterations, flux_mismatch=r.flux_mismatch,

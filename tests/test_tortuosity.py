@@ -113,3 +113,17 @@ def test_field_satisfies_maximum_principle(comm):
         c = r.field
         assert c.shape == solid.shape
         assert c.min() >= -1e-9 and c.max() <= 1 + 1e-9
+
+
+def test_direct_hypre_path_equals_petsc_ksp_path(comm):
+    """Without PETSc options the default solver drives hypre directly (one stored operator);
+    any PETSc option for the solver's prefix selects PETSc's KSP + PCHYPRE. Same tau."""
+    from ionscale.kernels.transport.tortuosity import solve_direction
+
+    mask = ~overlapping_spheres((20, 18, 16), radius=3, porosity=0.45, seed=4)
+    direct = solve_direction(mask, 0, comm, rtol=1e-11, prefix="direct_")
+    petsc = solve_direction(mask, 0, comm, rtol=1e-11, prefix="petsc_", petsc_options={"ksp_type": "cg"})
+    assert direct.converged_reason.startswith("converged (hypre")
+    assert petsc.converged_reason.startswith("CONVERGED")
+    assert direct.tau == pytest.approx(petsc.tau, rel=1e-8)
+    assert direct.relative_residual < 1e-10 and direct.flux_mismatch < 1e-8

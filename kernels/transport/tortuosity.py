@@ -340,13 +340,15 @@ def compact_numbering(active: np.ndarray, da):
     return gidx, mine, offset, first
 
 
-def assemble_compact(D, axis, da, spanning, spacing=(1.0, 1.0, 1.0), c_in=1.0, c_out=0.0):
+def assemble_compact(D, axis, da, spanning, spacing=(1.0, 1.0, 1.0), c_in=1.0, c_out=0.0, target="petsc"):
     """Like :func:`assemble` but with unknowns only on the ``spanning`` voxels (no identity
     rows): for a 35 % porous image this removes ~2/3 of the rows, the vector entries and the
     AMG work. Rows come from the compiled kernels of :mod:`.assembly`, one chunk of planes at
     a time (two passes: row lengths, then values), handed to PETSc as one CSR block. Returns
     (A, b, bc_in, bc_out, local_active) with 1D bc arrays over the local unknowns and
-    ``local_active`` the mask of the unknowns in the local DMDA box."""
+    ``local_active`` the mask of the unknowns in the local DMDA box. ``target="hypre"``: A is
+    an assembled :class:`.hypre_ij.IJMatrix` (rows written straight into hypre, no PETSc copy)
+    and b the local right-hand side as a numpy array."""
     from petsc4py import PETSc
 
     Dv = as_diffusivity(D)
@@ -378,7 +380,7 @@ def assemble_compact(D, axis, da, spanning, spacing=(1.0, 1.0, 1.0), c_in=1.0, c
         return chunk_rows(ghosted_block(Dv, spanning, cs, cb, False), ghosted_index(cs, cb), weight, axis, 0,
                           shape[axis] - 1, cs[axis] - 1, indptr, cols, vals, r0, bc_in[k:], bc_out[k:])
 
-    if comm.getSize() == 1:
+    if comm.getSize() == 1 and target == "petsc":
         # one rank: PETSc adopts the CSR arrays without copying them (no second copy, no per-row calls)
         indptr = np.zeros(nloc + 1, dtype=PETSc.IntType)
         k = 0
@@ -399,7 +401,11 @@ def assemble_compact(D, axis, da, spanning, spacing=(1.0, 1.0, 1.0), c_in=1.0, c
         k = 0
         for cs, cb, _ in _chunks(starts, box):
             k += chunk_row_lengths(ghosted_index(cs, cb), lo, hi, d_nnz, o_nnz, k)
-        A = PETSc.Mat().createAIJ(size=((nloc, ntot), (nloc, ntot)), nnz=(d_nnz, o_nnz), comm=comm)
+        if target == "hypre":
+            from .hypre_ij import IJMatrix
+            A = IJMatrix(comm.tompi4py(), lo, hi, d_nnz, o_nnz)
+        else:
+            A = PETSc.Mat().createAIJ(size=((nloc, ntot), (nloc, ntot)), nnz=(d_nnz, o_nnz), comm=comm)
         del d_nnz, o_nnz
         rows = max(1, min(nloc, CHUNK_VOXELS + box[1] * box[2]))
         indptr = np.zeros(rows + 1, dtype=PETSc.IntType)
@@ -408,13 +414,17 @@ def assemble_compact(D, axis, da, spanning, spacing=(1.0, 1.0, 1.0), c_in=1.0, c
         k = 0
         for cs, cb, _ in _chunks(starts, box):
             n = fill(indptr, cols, vals, cs, cb, 0, k)
-            if n:
+            if n and target == "hypre":
+                A.set_rows(lo + k, indptr[:n + 1], cols[:indptr[n]], vals[:indptr[n]])
+            elif n:
                 A.setValuesIJV(indptr[:n + 1], cols[:indptr[n]], vals[:indptr[n]],
                                rowmap=np.arange(lo + k, lo + k + n, dtype=PETSc.IntType))
             k += n
         del indptr, cols, vals
     del gidx
     A.assemble()
+    if target == "hypre":
+        return A, bc_in * c_in + bc_out * c_out, bc_in, bc_out, local_active
     A.setOption(PETSc.Mat.Option.SYMMETRIC, True)
     A.setOption(PETSc.Mat.Option.SPD, True)
     b = A.createVecLeft()
@@ -482,7 +492,8 @@ def _reason_name(reason):
 def solve_direction(D, axis: int, comm, *, spacing=(1.0, 1.0, 1.0), rtol=1e-8,
                     petsc_options: dict | None = None, prefix: str = "tortuosity_",
                     return_field: bool = False, max_it: int = 10000, flux_tol: float | None = None,
-                    solver: str | None = None, profile: bool = False) -> DirectionResult:
+                    solver: str | None = None, profile: bool = False,
+                    amg_statistics: bool = False) -> DirectionResult:
     """Solve one direction. ``D``: voxel diffusivity (array or :class:`VoxelDiffusivity`, full grid,
     identical on all ranks). ``flux_tol``: required inlet/outlet flux agreement (None: not enforced);
     ``solver``: 'hypre' | 'gamg' | 'mg' (see :func:`make_solver`); ``profile``: also compute tau(x)."""
@@ -501,11 +512,15 @@ def solve_direction(D, axis: int, comm, *, spacing=(1.0, 1.0, 1.0), rtol=1e-8,
     timings = {"percolation": t_setup - t_perc}
     da = create_dmda(Dv.shape, comm)
     pc_name = str((petsc_options or {}).get("pc_type", solver or DEFAULT_SOLVER["pc_type"]))
+    # hypre without PETSc options for this solver: drive hypre directly, one stored operator
+    # (:mod:`.hypre_ij`); any PETSc option (deck petsc: or command line -<prefix>...) keeps PETSc's KSP
+    direct = pc_name == "hypre" and not _petsc_options_given(prefix, petsc_options)
     local_active = None
     if pc_name == "mg":  # geometric multigrid needs every DMDA point as an unknown
         A, b, bc_in, bc_out = assemble(Dv, axis, da, spacing, spanning=spanning)
     else:
-        A, b, bc_in, bc_out, local_active = assemble_compact(Dv, axis, da, spanning, spacing)
+        A, b, bc_in, bc_out, local_active = assemble_compact(Dv, axis, da, spanning, spacing,
+                                                             target="hypre" if direct else "petsc")
     # keep only the boundary rows' conductances (flux balance): the dense arrays would hold
     # 16 bytes per unknown through the AMG setup, where the memory peaks
     local_shape = bc_in.shape
@@ -513,27 +528,26 @@ def solve_direction(D, axis: int, comm, *, spacing=(1.0, 1.0, 1.0), rtol=1e-8,
     g_in, g_out = bc_in.ravel()[in_rows], bc_out.ravel()[out_rows]
     del bc_in, bc_out
     timings["assembly"] = time.perf_counter() - t_setup
-    x = A.createVecRight()
-    ksp = make_solver(A, da, rtol, petsc_options, prefix, max_it, solver)
-    ksp.setUp()
+    if direct:
+        lin = _HypreSolve(da.getComm().tompi4py(), A, b, rtol, max_it, amg_statistics)
+    else:
+        lin = _PetscSolve(A, b, make_solver(A, da, rtol, petsc_options, prefix, max_it, solver))
     setup_time = time.perf_counter() - t_setup
     timings["pc_setup"] = setup_time - timings["assembly"]
-    bnorm = b.norm()
     h = np.asarray(spacing, dtype=np.float64)
     length = Dv.shape[axis] * h[axis]
     area = float(np.prod([Dv.shape[a] * h[a] for a in range(3) if a != axis]))
     t0 = time.perf_counter()
     its_total = 0
-    cur_rtol = ksp.getTolerances()[0]
+    cur_rtol = rtol
     while True:
-        ksp.solve(b, x)
-        reason = ksp.getConvergedReason()
-        its_total += ksp.getIterationNumber()
-        if reason < 0:
-            raise SolverDivergedError(f"tortuosity solve along {name} did not converge (PETSc reason "
-                                      f"{_reason_name(reason)}) after {its_total} iterations; try petsc: "
-                                      f"{{ksp_rtol: ...}} or another pc_type", reason=reason, iterations=its_total)
-        c = x.getArray(readonly=True)
+        its, ok, reason = lin.solve(cur_rtol)
+        its_total += its
+        if not ok:
+            raise SolverDivergedError(f"tortuosity solve along {name} did not converge ({reason}) after "
+                                      f"{its_total} iterations; try petsc: {{ksp_rtol: ...}} or another pc_type",
+                                      reason=reason, iterations=its_total)
+        c = lin.values()
         j_in = comm.allreduce(float(np.sum(g_in * (1.0 - c[in_rows]))))
         j_out = comm.allreduce(float(np.sum(g_out * c[out_rows])))
         j = 0.5 * (j_in + j_out)
@@ -541,11 +555,8 @@ def solve_direction(D, axis: int, comm, *, spacing=(1.0, 1.0, 1.0), rtol=1e-8,
         if flux_tol is None or mismatch <= flux_tol or cur_rtol < 1e-13:
             break
         # stopping rule: fluxes disagree -> continue from this iterate with a tighter tolerance
+        # (relative to ||b|| throughout, not to the already small restart residual)
         cur_rtol *= 1e-2
-        # restart from the current iterate; the target stays relative to ||b|| (PETSc's rtol would
-        # be relative to the already small restart residual)
-        ksp.setTolerances(rtol=0.0, atol=cur_rtol * bnorm)
-        ksp.setInitialGuessNonzero(True)
         log.debug("%s: flux mismatch %.2e > %.2e, tightening rtol to %.0e", name, mismatch, flux_tol, cur_rtol)
     solve_time = time.perf_counter() - t0
     timings["solve"] = solve_time
@@ -553,10 +564,7 @@ def solve_direction(D, axis: int, comm, *, spacing=(1.0, 1.0, 1.0), rtol=1e-8,
     if flux_tol is not None and mismatch > flux_tol:
         log.warning("tortuosity %s: flux mismatch %.2e above flux_tol %.2e at rtol %.0e", name, mismatch,
                     flux_tol, cur_rtol)
-    r = b.duplicate()
-    A.mult(x, r)
-    r.aypx(-1.0, b)
-    rel_res = r.norm() / bnorm if bnorm > 0 else 0.0
+    rel_res, resid = lin.residual()
     deff = j * length / area
     tau = mean_d / deff if deff > 0 else float("inf")
     c = c.reshape(local_shape) if local_active is None else _expand(c, local_active)
@@ -564,13 +572,86 @@ def solve_direction(D, axis: int, comm, *, spacing=(1.0, 1.0, 1.0), rtol=1e-8,
     if profile:
         prof = tau_profile(c, spanning, Dv, da, axis, j, spacing, comm)
     field_full = _gather_field(c, da, Dv.shape, comm) if return_field else None
-    resid = ksp.getResidualNorm()
     result = DirectionResult(name, float(tau), float(deff), mean_d, frac, j_in, j_out, float(mismatch),
-                             int(its_total), float(resid), solve_time, _reason_name(reason), field_full,
+                             int(its_total), float(resid), solve_time, reason, field_full,
                              float(rel_res), prof, setup_time, timings)
-    for obj in (ksp, A, b, x, r, da):
-        obj.destroy()
+    lin.destroy()
+    da.destroy()
     return result
+
+
+def _petsc_options_given(prefix, petsc_options) -> bool:
+    """True if the deck or the command line sets any PETSc option under ``prefix``."""
+    from petsc4py import PETSc
+
+    return bool(petsc_options) or any(k.startswith(prefix) for k in PETSc.Options().getAll())
+
+
+class _PetscSolve:
+    """PETSc KSP on an assembled AIJ operator (tolerances relative to ||b||)."""
+
+    def __init__(self, A, b, ksp):
+        self.A, self.b, self.ksp = A, b, ksp
+        self.x = A.createVecRight()
+        ksp.setUp()
+        self.bnorm = b.norm()
+        self.first = True
+
+    def solve(self, rtol):
+        if not self.first:  # restart from the current iterate, target still relative to ||b||
+            self.ksp.setTolerances(rtol=0.0, atol=rtol * self.bnorm)
+            self.ksp.setInitialGuessNonzero(True)
+        self.first = False
+        self.ksp.solve(self.b, self.x)
+        reason = self.ksp.getConvergedReason()
+        return self.ksp.getIterationNumber(), reason >= 0, _reason_name(reason)
+
+    def values(self):
+        return self.x.getArray(readonly=True)
+
+    def residual(self):
+        r = self.b.duplicate()
+        self.A.mult(self.x, r)
+        r.aypx(-1.0, self.b)
+        rel = r.norm() / self.bnorm if self.bnorm > 0 else 0.0
+        r.destroy()
+        return rel, self.ksp.getResidualNorm()
+
+    def destroy(self):
+        for obj in (self.ksp, self.A, self.b, self.x):
+            obj.destroy()
+
+
+class _HypreSolve:
+    """hypre's CG + BoomerAMG on an :class:`.hypre_ij.IJMatrix` (see :mod:`.hypre_ij`)."""
+
+    def __init__(self, comm, A, rhs, rtol, max_it, statistics=False):
+        from .hypre_ij import BoomerAMGCG, IJVector
+
+        lo = comm.exscan(len(rhs)) or 0
+        self.A = A
+        self.b = IJVector(comm, lo, lo + len(rhs), rhs)
+        self.x = IJVector(comm, lo, lo + len(rhs), np.zeros(len(rhs)))
+        self.cg = BoomerAMGCG(comm, A, rtol, max_it, statistics)
+        self.cg.setup(self.b, self.x)
+        self.max_it = max_it
+        self.rel = 0.0
+        self.bnorm = float(np.sqrt(comm.allreduce(float(np.dot(rhs, rhs)))))
+
+    def solve(self, rtol):
+        its, self.rel, ok = self.cg.solve(self.b, self.x, rtol)  # starts from the current x
+        return its, ok, "converged (hypre PCG, relative residual)" if ok else "hypre PCG did not converge"
+
+    def values(self):
+        return self.x.values()
+
+    def residual(self):
+        return self.rel, self.rel * self.bnorm
+
+    def destroy(self):
+        self.cg.destroy()
+        for obj in (self.A, self.b, self.x):
+            obj.destroy()
 
 
 def _expand(values, active):
