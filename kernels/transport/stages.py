@@ -28,7 +28,8 @@ class Tortuosity(Stage):
         "voxel_size_um": voxel_size_param(default=None),
         "rtol": Param(float, default=1e-8, min=0, max=1, min_exclusive=True,
                       doc="relative residual tolerance of the linear solve"),
-        "petsc": Param(dict, default={}, doc="PETSc options for this stage's solver, e.g. {ksp_type: cg, pc_type: gamg}"),
+        "petsc": Param(dict, default={}, doc="PETSc options for this stage's solver, e.g. {ksp_type: cg, pc_type: gamg} "
+                       "(any option, here or on the command line, runs the solve through PETSc's KSP)"),
     }
 
     @classmethod
@@ -116,7 +117,8 @@ class EffectiveTransport(Stage):
                             "sidecar for ParaView"),
         "voxel_size_um": voxel_size_param(default=None),
         "solver": Param(str, default="hypre", choices=("hypre", "gamg", "mg"),
-                        doc="preconditioner of CG: hypre BoomerAMG, PETSc GAMG or geometric multigrid on the DMDA"),
+                        doc="preconditioner of CG: hypre BoomerAMG (hypre's CG on one stored operator; through "
+                            "PETSc's KSP when PETSc options are given), PETSc GAMG or geometric multigrid on the DMDA"),
         "rtol": Param(float, default=1e-6, min=0, max=1, min_exclusive=True,
                       doc="relative residual tolerance (tightened until the flux agreement holds)"),
         "flux_tol": Param(float, default=1e-4, min=0, max=1, min_exclusive=True,
