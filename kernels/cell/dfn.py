@@ -249,6 +249,17 @@ def _layout(geo):
 
 
 @numba.njit(cache=True)
+def _electrode_block(geo, e):
+    """Electrode e (0 negative, 1 positive): (cells, shells, offset of its particle block,
+    c_s_max, particle radius, particle diffusivity, first x cell, offset of its phi_s block,
+    solid conductivity)."""
+    Nn, Ns, Np, Nrn, Nrp, Nx, o_sp, o_ce, o_pe, o_psn, o_psp = _layout(geo)
+    if e == 0:
+        return Nn, Nrn, 0, geo[5], geo[7], geo[9], 0, o_psn, geo[11]
+    return Np, Nrp, o_sp, geo[6], geo[8], geo[10], Nn + Ns, o_psp, geo[12]
+
+
+@numba.njit(cache=True)
 def rhs(y, i_app, out, geo, dx, xc, eps, brug, a_s, fids, ocp_tab, T):
     # geo: Nn, Ns, Np, Nrn, Nrp, csmax_n, csmax_p, Rn, Rp, Ds_n, Ds_p, sig_n, sig_p,
     #      c0, tplus, tdf, alg_scale, harmonic, half_cell, foil_j0, R_series A, i_1c, [22:29] thermal,
@@ -264,10 +275,7 @@ def rhs(y, i_app, out, geo, dx, xc, eps, brug, a_s, fids, ocp_tab, T):
     j = np.zeros(Nx)
     # --- particles and reaction current
     for e in range(2):
-        if e == 0:
-            ncell = Nn; nrr = Nrn; off = 0; cmax = geo[5]; Rp_ = geo[7]; Ds = geo[9]; x0 = 0; o_ps = o_psn
-        else:
-            ncell = Np; nrr = Nrp; off = o_sp; cmax = geo[6]; Rp_ = geo[8]; Ds = geo[10]; x0 = Nn + Ns; o_ps = o_psp
+        ncell, nrr, off, cmax, Rp_, Ds, x0, o_ps, _ = _electrode_block(geo, e)
         # Arrhenius D_s(T) of the lumped thermal model (geo[27 + e] = 0 otherwise: a factor of exactly 1)
         Ds *= arrhenius(geo[27 + e], geo[26], T)
         dr = Rp_ / nrr
@@ -350,14 +358,9 @@ def rhs(y, i_app, out, geo, dx, xc, eps, brug, a_s, fids, ocp_tab, T):
 def diffusion_entries(rows, cols, vals, geo):
     """The constant (state-independent) part of df/dy: spherical diffusion in every
     particle, as triplets. Returns the number written."""
-    Nn = int(geo[0]); Ns = int(geo[1]); Np = int(geo[2]); Nrn = int(geo[3]); Nrp = int(geo[4])
-    o_sp = Nn * Nrn
     q = 0
     for e in range(2):
-        if e == 0:
-            ncell = Nn; nrr = Nrn; off = 0; Rp_ = geo[7]; Ds = geo[9]
-        else:
-            ncell = Np; nrr = Nrp; off = o_sp; Rp_ = geo[8]; Ds = geo[10]
+        ncell, nrr, off, _, Rp_, Ds, _, _, _ = _electrode_block(geo, e)
         dr = Rp_ / nrr
         for i in range(ncell):
             base = off + i * nrr
@@ -389,10 +392,7 @@ def jacobian_entries(y, rows, cols, vals, geo, dx, xc, eps, brug, a_s, fids, ocp
     src_share = 1.0 if variable else 1.0 - tplus
     q = 0
     for e in range(2):
-        if e == 0:
-            ncell = Nn; nrr = Nrn; off = 0; cmax = geo[5]; Rp_ = geo[7]; Ds = geo[9]; x0 = 0; o_ps = o_psn
-        else:
-            ncell = Np; nrr = Nrp; off = o_sp; cmax = geo[6]; Rp_ = geo[8]; Ds = geo[10]; x0 = Nn + Ns; o_ps = o_psp
+        ncell, nrr, off, cmax, Rp_, Ds, x0, o_ps, _ = _electrode_block(geo, e)
         dr = Rp_ / nrr
         for i in range(ncell):
             base = off + i * nrr
@@ -629,10 +629,7 @@ def heat_sources(y, i_app, T, q, geo, dx, xc, eps, brug, a_s, fids, ocp_tab):
     for k in range(5):
         q[k] = 0.0
     for e in range(2):
-        if e == 0:
-            ncell = Nn; nrr = Nrn; off = 0; cmax = geo[5]; x0 = 0; o_ps = o_psn; sig = geo[11]
-        else:
-            ncell = Np; nrr = Nrp; off = o_sp; cmax = geo[6]; x0 = Nn + Ns; o_ps = o_psp; sig = geo[12]
+        ncell, nrr, off, cmax, _, _, x0, o_ps, sig = _electrode_block(geo, e)
         for i in range(ncell):
             base = off + i * nrr
             sto_surf = 1.5 * y[base + nrr - 1] - 0.5 * y[base + nrr - 2]
@@ -990,7 +987,6 @@ class DFNModel:
         self._fids, self._ocp_tab = pack_properties(p)
         self._ocp_n = ocp_callable(p, _FUNCTION_KEYS[0])
         self._ocp_p = ocp_callable(p, _FUNCTION_KEYS[1])
-        Nx = self.Nn + self.Ns + self.Np
         Ls = [p["negative_electrode_thickness_m"], p["separator_thickness_m"], p["positive_electrode_thickness_m"]]
         counts = [self.Nn, self.Ns, self.Np]
         self.dx = np.concatenate([np.full(n, L / max(n, 1)) for n, L in zip(counts, Ls)])
@@ -1591,7 +1587,7 @@ class DFNModel:
         from step to step, starting at ``T0`` (default: the set's temperature_K)."""
         y = self.initial_state() if y0 is None else y0.copy()
         y_first = None
-        parts, t0, i_prev = [], 0.0, 0.0
+        parts, t0 = [], 0.0
         T_now = self.T if T0 is None or self.thermal != "lumped" else float(T0)
         for k, step in enumerate(steps):
             kind = step["kind"]

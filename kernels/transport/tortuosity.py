@@ -496,9 +496,9 @@ def solve_direction(D, axis: int, comm, *, spacing=(1.0, 1.0, 1.0), rtol=1e-8,
                     amg_statistics: bool = False) -> DirectionResult:
     """Solve one direction. ``D``: voxel diffusivity (array or :class:`VoxelDiffusivity`, full grid,
     identical on all ranks). ``flux_tol``: required inlet/outlet flux agreement (None: not enforced);
-    ``solver``: 'hypre' | 'gamg' | 'mg' (see :func:`make_solver`); ``profile``: also compute tau(x)."""
-    from petsc4py import PETSc
-
+    ``solver``: 'hypre' | 'gamg' | 'mg' (see :func:`make_solver`; 'hypre' without PETSc options runs
+    through :mod:`.hypre_ij`); ``profile``: also compute tau(x); ``amg_statistics``: hypre prints
+    the BoomerAMG hierarchy after its setup (direct hypre path)."""
     name = "xyz"[axis]
     Dv = as_diffusivity(D)
     mean_d = Dv.mean()
