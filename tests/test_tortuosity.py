@@ -116,12 +116,12 @@ def test_field_satisfies_maximum_principle(comm):
 
 
 def test_direct_hypre_path_equals_petsc_ksp_path(comm):
-    """Without PETSc options the default solver drives hypre directly (one stored operator);
+    """Without PETSc options the hypre solver drives hypre directly (one stored operator);
     any PETSc option for the solver's prefix selects PETSc's KSP + PCHYPRE. Same tau."""
     from ionscale.kernels.transport.tortuosity import solve_direction
 
     mask = ~overlapping_spheres((20, 18, 16), radius=3, porosity=0.45, seed=4)
-    direct = solve_direction(mask, 0, comm, rtol=1e-11, prefix="direct_")
+    direct = solve_direction(mask, 0, comm, rtol=1e-11, prefix="direct_", solver="hypre")
     petsc = solve_direction(mask, 0, comm, rtol=1e-11, prefix="petsc_", petsc_options={"ksp_type": "cg"})
     assert direct.converged_reason.startswith("converged (hypre")
     assert petsc.converged_reason.startswith("CONVERGED")

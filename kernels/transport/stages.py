@@ -116,9 +116,11 @@ class EffectiveTransport(Stage):
                         doc="store concentration and flux fields in the results file, with a <run>_<stage>.xdmf "
                             "sidecar for ParaView"),
         "voxel_size_um": voxel_size_param(default=None),
-        "solver": Param(str, default="hypre", choices=("hypre", "gamg", "mg"),
-                        doc="preconditioner of CG: hypre BoomerAMG (hypre's CG on one stored operator; through "
-                            "PETSc's KSP when PETSc options are given), PETSc GAMG or geometric multigrid on the DMDA"),
+        "solver": Param(str, default="voxel_mg", choices=("voxel_mg", "hypre", "gamg", "mg"),
+                        doc="Dirichlet solves: voxel_mg = ionscale's matrix-free aggregation multigrid with "
+                            "flexible CG (fastest, least memory); hypre = CG + BoomerAMG on one stored operator; "
+                            "gamg / mg = PETSc GAMG / geometric multigrid on the DMDA. PETSc options select "
+                            "PETSc's KSP. Tensor and tau_e solves use hypre unless gamg/mg is chosen"),
         "rtol": Param(float, default=1e-6, min=0, max=1, min_exclusive=True,
                       doc="relative residual tolerance (tightened until the flux agreement holds)"),
         "flux_tol": Param(float, default=1e-4, min=0, max=1, min_exclusive=True,

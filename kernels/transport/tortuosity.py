@@ -39,9 +39,18 @@ log = logging.getLogger("ionscale")
 
 AXES = {"x": 0, "y": 1, "z": 2}
 
-#: default solver, chosen by measurement (docs/bench_transport.md); ``petsc:`` options override it.
-#: "mg" is geometric multigrid on the DMDA hierarchy with Galerkin coarse operators.
+#: default PETSc solver of the problems :mod:`.voxel_mg` does not cover (periodic cell problems,
+#: electrode tortuosity) and of the Dirichlet solve whenever PETSc options are given, chosen by
+#: measurement (docs/bench_transport.md). "mg" is geometric multigrid on the DMDA hierarchy
+#: with Galerkin coarse operators.
 DEFAULT_SOLVER = {"ksp_type": "cg", "pc_type": "hypre"}
+
+#: solvers of the Dirichlet-face solve: "voxel_mg" (default, measured fastest and leanest:
+#: docs/bench_transport.md) is ionscale's matrix-free aggregation multigrid (:mod:`.voxel_mg`);
+#: "hypre" drives hypre's CG + BoomerAMG directly (:mod:`.hypre_ij`); "gamg" and "mg" run
+#: through PETSc's KSP, as does any solver once PETSc options are given.
+SOLVERS = ("voxel_mg", "hypre", "gamg", "mg")
+DEFAULT_DIRICHLET_SOLVER = "voxel_mg"
 
 #: voxels per assembly chunk: bounds the numpy temporaries (~150 bytes per voxel of a chunk);
 #: small chunks also keep the allocator from holding on to freed temporaries (measured:
@@ -87,6 +96,10 @@ class VoxelDiffusivity:
     def positive(self) -> np.ndarray:
         return (self.lut > 0)[self.labels]
 
+    def labels_lut(self):
+        """(labels, table of diffusivities): D = lut[labels]."""
+        return self.labels, self.lut
+
     def mean(self) -> float:
         counts = np.bincount(self.labels.ravel(), minlength=len(self.lut))
         return float(np.dot(counts[:len(self.lut)], self.lut) / self.labels.size)
@@ -106,6 +119,16 @@ class _ArrayDiffusivity:
     def mean(self) -> float:
         return float(self.D.mean(dtype=np.float64))
 
+    def labels_lut(self):
+        """The diffusivities as (labels, table of distinct values), for solvers that encode the
+        operator by labels; raises ValueError beyond 65535 distinct values."""
+        if self.D.dtype == np.bool_:
+            return self.D.view(np.uint8), np.array([0.0, 1.0])
+        lut, labels = np.unique(self.D, return_inverse=True)
+        if len(lut) > 65535:
+            raise ValueError(f"{len(lut)} distinct voxel diffusivities: at most 65535 can be label-encoded")
+        return labels.reshape(self.D.shape).astype(np.uint8 if len(lut) <= 255 else np.uint16), lut.astype(np.float64)
+
 
 def as_diffusivity(D):
     if isinstance(D, (VoxelDiffusivity, _ArrayDiffusivity)):
@@ -118,15 +141,16 @@ def as_diffusivity(D):
     return _ArrayDiffusivity(D)
 
 
-def create_dmda(shape, comm, periodic=False):
+def create_dmda(shape, comm, periodic=False, slabs=False):
     """DMDA whose x is numpy axis 2, so a local box flattened in C order is PETSc's
-    local ordering."""
+    local ordering. ``slabs``: split only numpy axis 0 (whole planes per rank)."""
     from petsc4py import PETSc
 
     n0, n1, n2 = (int(s) for s in shape)
     bt = PETSc.DM.BoundaryType.PERIODIC if periodic else PETSc.DM.BoundaryType.NONE
+    kw = {"proc_sizes": (1, 1, comm.size)} if slabs else {}
     return PETSc.DMDA().create(dim=3, sizes=(n2, n1, n0), dof=1, stencil_width=1, boundary_type=(bt, bt, bt),
-                               stencil_type=PETSc.DMDA.StencilType.STAR, comm=comm)
+                               stencil_type=PETSc.DMDA.StencilType.STAR, comm=comm, **kw)
 
 
 def local_box(da):
@@ -450,7 +474,8 @@ def make_solver(A, da, rtol, petsc_options, prefix, max_it=10000, solver=None):
     ksp = PETSc.KSP().create(comm=A.getComm())
     ksp.setOperators(A)
     ksp.setType(DEFAULT_SOLVER["ksp_type"])
-    pc_type = solver or DEFAULT_SOLVER["pc_type"]
+    # voxel_mg solves only the Dirichlet-face problem (solve_direction); elsewhere it means the default
+    pc_type = DEFAULT_SOLVER["pc_type"] if solver in (None, "voxel_mg") else solver
     opts = dict(petsc_options or {})
     pc_type = str(opts.get("pc_type", pc_type))
     pc = ksp.getPC()
@@ -510,28 +535,43 @@ def solve_direction(D, axis: int, comm, *, spacing=(1.0, 1.0, 1.0), rtol=1e-8,
         return DirectionResult(name, float("inf"), 0.0, mean_d, 0.0, 0.0, 0.0, 0.0, 0, 0.0, 0.0, "not percolating")
     t_setup = time.perf_counter()
     timings = {"percolation": t_setup - t_perc}
-    da = create_dmda(Dv.shape, comm)
-    pc_name = str((petsc_options or {}).get("pc_type", solver or DEFAULT_SOLVER["pc_type"]))
+    petsc_given = _petsc_options_given(prefix, petsc_options)
+    name_ = solver or DEFAULT_DIRICHLET_SOLVER
+    if name_ not in SOLVERS:
+        raise ValueError(f"unknown solver {name_!r}: expected one of {', '.join(SOLVERS)}")
+    # voxel_mg needs at least one plane per rank and no PETSc options (they select PETSc's KSP)
+    use_voxel_mg = name_ == "voxel_mg" and not petsc_given and Dv.shape[0] >= comm.size
+    if name_ == "voxel_mg" and not use_voxel_mg:
+        name_ = DEFAULT_SOLVER["pc_type"]
+    da = create_dmda(Dv.shape, comm, slabs=use_voxel_mg)
+    pc_name = str((petsc_options or {}).get("pc_type", name_))
     # hypre without PETSc options for this solver: drive hypre directly, one stored operator
     # (:mod:`.hypre_ij`); any PETSc option (deck petsc: or command line -<prefix>...) keeps PETSc's KSP
-    direct = pc_name == "hypre" and not _petsc_options_given(prefix, petsc_options)
+    direct = pc_name == "hypre" and not petsc_given
     local_active = None
-    if pc_name == "mg":  # geometric multigrid needs every DMDA point as an unknown
-        A, b, bc_in, bc_out = assemble(Dv, axis, da, spacing, spanning=spanning)
+    if use_voxel_mg:
+        lin = _VoxelMGSolve(Dv, spanning, axis, spacing, da, max_it)
+        in_rows, g_in, out_rows, g_out = lin.in_rows, lin.g_in, lin.out_rows, lin.g_out
+        local_shape = None
+        timings["assembly"] = lin.assembly_time
     else:
-        A, b, bc_in, bc_out, local_active = assemble_compact(Dv, axis, da, spanning, spacing,
-                                                             target="hypre" if direct else "petsc")
-    # keep only the boundary rows' conductances (flux balance): the dense arrays would hold
-    # 16 bytes per unknown through the AMG setup, where the memory peaks
-    local_shape = bc_in.shape
-    in_rows, out_rows = np.flatnonzero(bc_in.ravel()), np.flatnonzero(bc_out.ravel())
-    g_in, g_out = bc_in.ravel()[in_rows], bc_out.ravel()[out_rows]
-    del bc_in, bc_out
-    timings["assembly"] = time.perf_counter() - t_setup
-    if direct:
-        lin = _HypreSolve(da.getComm().tompi4py(), A, b, rtol, max_it, amg_statistics)
-    else:
-        lin = _PetscSolve(A, b, make_solver(A, da, rtol, petsc_options, prefix, max_it, solver))
+        if pc_name == "mg":  # geometric multigrid needs every DMDA point as an unknown
+            A, b, bc_in, bc_out = assemble(Dv, axis, da, spacing, spanning=spanning)
+        else:
+            A, b, bc_in, bc_out, local_active = assemble_compact(Dv, axis, da, spanning, spacing,
+                                                                 target="hypre" if direct else "petsc")
+        # keep only the boundary rows' conductances (flux balance): the dense arrays would hold
+        # 16 bytes per unknown through the AMG setup, where the memory peaks
+        local_shape = bc_in.shape
+        in_rows, out_rows = np.flatnonzero(bc_in.ravel()), np.flatnonzero(bc_out.ravel())
+        g_in, g_out = bc_in.ravel()[in_rows], bc_out.ravel()[out_rows]
+        del bc_in, bc_out
+        timings["assembly"] = time.perf_counter() - t_setup
+        if direct:
+            lin = _HypreSolve(da.getComm().tompi4py(), A, b, rtol, max_it, amg_statistics)
+        else:
+            lin = _PetscSolve(A, b, make_solver(A, da, rtol, petsc_options, prefix, max_it, solver))
+        del A, b
     setup_time = time.perf_counter() - t_setup
     timings["pc_setup"] = setup_time - timings["assembly"]
     h = np.asarray(spacing, dtype=np.float64)
@@ -540,16 +580,28 @@ def solve_direction(D, axis: int, comm, *, spacing=(1.0, 1.0, 1.0), rtol=1e-8,
     t0 = time.perf_counter()
     its_total = 0
     cur_rtol = rtol
+    def flux_balance(c):
+        j_in = comm.allreduce(float(np.sum(g_in * (1.0 - c[in_rows]))))
+        j_out = comm.allreduce(float(np.sum(g_out * c[out_rows])))
+        return j_in, j_out
+
+    def fluxes_agree(x):
+        j_in, j_out = flux_balance(x.ravel())
+        return abs(j_in - j_out) <= flux_tol * 0.5 * (j_in + j_out)
+
     while True:
-        its, ok, reason = lin.solve(cur_rtol)
+        if use_voxel_mg and flux_tol is not None:
+            # the flux test is cheap here: checked every iteration once the residual test holds
+            its, ok, reason = lin.solve(cur_rtol, accept=fluxes_agree)
+        else:
+            its, ok, reason = lin.solve(cur_rtol)
         its_total += its
         if not ok:
             raise SolverDivergedError(f"tortuosity solve along {name} did not converge ({reason}) after "
                                       f"{its_total} iterations; try petsc: {{ksp_rtol: ...}} or another pc_type",
                                       reason=reason, iterations=its_total)
         c = lin.values()
-        j_in = comm.allreduce(float(np.sum(g_in * (1.0 - c[in_rows]))))
-        j_out = comm.allreduce(float(np.sum(g_out * c[out_rows])))
+        j_in, j_out = flux_balance(c)
         j = 0.5 * (j_in + j_out)
         mismatch = abs(j_in - j_out) / j if j > 0 else 0.0
         if flux_tol is None or mismatch <= flux_tol or cur_rtol < 1e-13:
@@ -567,7 +619,10 @@ def solve_direction(D, axis: int, comm, *, spacing=(1.0, 1.0, 1.0), rtol=1e-8,
     rel_res, resid = lin.residual()
     deff = j * length / area
     tau = mean_d / deff if deff > 0 else float("inf")
-    c = c.reshape(local_shape) if local_active is None else _expand(c, local_active)
+    if use_voxel_mg:
+        c = lin.field()
+    else:
+        c = c.reshape(local_shape) if local_active is None else _expand(c, local_active)
     prof = None
     if profile:
         prof = tau_profile(c, spanning, Dv, da, axis, j, spacing, comm)
@@ -620,6 +675,49 @@ class _PetscSolve:
     def destroy(self):
         for obj in (self.ksp, self.A, self.b, self.x):
             obj.destroy()
+
+
+class _VoxelMGSolve:
+    """:class:`.voxel_mg.VoxelMG` on the slab of ``da`` (whole axis-0 planes per rank); values and
+    boundary rows index the padded slab, flattened."""
+
+    def __init__(self, Dv, spanning, axis, spacing, da, max_it):
+        from .voxel_mg import VoxelMG, label_operator, solver_threads
+
+        t0 = time.perf_counter()
+        comm = da.getComm().tompi4py()
+        starts, box = local_box(da)
+        self.threads = solver_threads(comm)
+        with self.threads:
+            fine, apply, g_in, g_out = label_operator(Dv, spanning, axis, spacing, comm,
+                                                      (starts[0], starts[0] + box[0]))
+            self.in_rows, self.out_rows = np.flatnonzero(g_in), np.flatnonzero(g_out)
+            self.g_in, self.g_out = g_in.ravel()[self.in_rows], g_out.ravel()[self.out_rows]
+            self.b = g_in  # c = 1 at the inlet, 0 at the outlet
+            del g_out
+            self.assembly_time = time.perf_counter() - t0
+            self.mg = VoxelMG(fine, apply)
+        self.x = fine.zeros()
+        self.max_it = max_it
+        self.rel = 0.0
+        self.bnorm = float(np.sqrt(comm.allreduce(float(np.dot(self.g_in, self.g_in)))))
+
+    def solve(self, rtol, accept=None):
+        with self.threads:
+            its, self.rel, ok = self.mg.solve(self.b, self.x, rtol, self.max_it, accept=accept)  # continues from x
+        return its, ok, "converged (relative residual)" if ok else "voxel_mg flexible CG stalled"
+
+    def values(self):
+        return self.x.ravel()
+
+    def field(self):
+        return np.ascontiguousarray(self.x[1:-1, 1:-1, 1:-1])
+
+    def residual(self):
+        return self.rel, self.rel * self.bnorm
+
+    def destroy(self):
+        self.mg = self.x = self.b = None
 
 
 class _HypreSolve:
