@@ -15,6 +15,10 @@ operator singular nor carry flux.
 tau follows TauFactor's (multi-phase) definition D_eff = mean(D) / tau, i.e. for
 one phase of diffusivity 1, D_eff = eps / tau with eps the phase volume fraction.
 
+Solvers: by default :mod:`.voxel_mg` (matrix-free aggregation multigrid on the voxel grid,
+no assembled matrix); ``solver='hypre'`` assembles the compact operator described above for
+hypre's CG + BoomerAMG, ``'gamg'``/``'mg'`` or any PETSc option for PETSc's KSP.
+
 Stopping rule: the Krylov solve stops at ``rtol`` (relative residual); then the
 inlet and outlet fluxes must agree to ``flux_tol`` (|J_in - J_out| / J); if they do
 not, the solve is continued from the current iterate with a 100x tighter rtol.
@@ -689,12 +693,10 @@ class _VoxelMGSolve:
         starts, box = local_box(da)
         self.threads = solver_threads(comm)
         with self.threads:
-            fine, apply, g_in, g_out = label_operator(Dv, spanning, axis, spacing, comm,
-                                                      (starts[0], starts[0] + box[0]))
-            self.in_rows, self.out_rows = np.flatnonzero(g_in), np.flatnonzero(g_out)
-            self.g_in, self.g_out = g_in.ravel()[self.in_rows], g_out.ravel()[self.out_rows]
-            self.b = g_in  # c = 1 at the inlet, 0 at the outlet
-            del g_out
+            fine, apply, (self.in_rows, self.g_in), (self.out_rows, self.g_out) = label_operator(
+                Dv, spanning, axis, spacing, comm, (starts[0], starts[0] + box[0]))
+            self.b = fine.zeros()  # c = 1 at the inlet, 0 at the outlet
+            self.b.ravel()[self.in_rows] = self.g_in
             self.assembly_time = time.perf_counter() - t0
             self.mg = VoxelMG(fine, apply)
         self.x = fine.zeros()

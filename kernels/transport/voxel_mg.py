@@ -295,7 +295,7 @@ class Level:
 
     def __init__(self, c0, c1, c2, cb, plane0, slabs):
         self.c0, self.c1, self.c2, self.cb = c0, c1, c2, cb
-        self.diag = np.zeros_like(cb)
+        self.diag = np.zeros(cb.shape, dtype=cb.dtype)
         _diagonal(c0, c1, c2, cb, self.diag)
         self.shape = cb.shape  # padded
         self.plane0 = plane0   # global number of the first interior plane (= padded index offset)
@@ -407,7 +407,8 @@ class VoxelMG:
         self.coarsest = _DenseCoarsest(self.levels[-1])
         self.work = [None] + [{k: L.zeros() for k in ("rhs", "v1", "w1", "r2", "v2", "w2")}
                               for L in self.levels[1:]]
-        fine.cb = None  # the Dirichlet conductances live on in diag; only coarsening needed them
+        for L in self.levels:
+            L.cb = None  # the Dirichlet conductances live on in diag; only coarsening needed them
 
     def cycle(self, l, r, z):
         """z <- B_l r for z = 0 on entry: symmetric red-black Gauss-Seidel around the coarse correction."""
@@ -495,7 +496,8 @@ class VoxelMG:
 
 def label_operator(Dv, spanning, axis, spacing, comm, planes):
     """Level 0 of the slab ``planes = (first, stop)`` along axis 0, the exact operator
-    (``apply(x, y)``) and the inlet / outlet conductances (padded arrays).
+    (``apply(x, y)``), and the inlet and outlet conductances as (flat indices into the padded
+    slab, values).
 
     Each voxel gets a label (0: no unknown, else 1 + its diffusivity label) and every
     conductance is a table entry, so the float32 level-0 operator of the preconditioner
@@ -509,10 +511,9 @@ def label_operator(Dv, spanning, axis, spacing, comm, planes):
     dtype = np.uint8 if len(lut0) <= 256 else np.uint16
     lab = np.zeros((e - s + 2, shape[1] + 2, shape[2] + 2), dtype=dtype)
     lo, hi = max(s - 1, 0), min(e + 1, shape[0])
-    block = labels[lo:hi].astype(dtype) + 1
-    block *= spanning[lo:hi]
-    lab[lo - (s - 1):hi - (s - 1), 1:-1, 1:-1] = block
-    del block
+    inner = lab[lo - (s - 1):hi - (s - 1), 1:-1, 1:-1]
+    np.add(labels[lo:hi], 1, out=inner, casting="unsafe")  # in place: no full-size temporaries
+    np.multiply(inner, spanning[lo:hi], out=inner, casting="unsafe")
     w = face_weights(spacing)
     a, b = np.meshgrid(lut0, lut0, indexing="ij")
     harm = np.divide(2.0 * a * b, a + b, out=np.zeros_like(a), where=(a > 0) & (b > 0))
@@ -522,21 +523,24 @@ def label_operator(Dv, spanning, axis, spacing, comm, planes):
     c0, c1, c2, cb = (np.zeros(lab.shape, dtype=np.float32) for _ in range(4))
     _label_conductances(lab, H, G, axis, shape[axis], s, c0, c1, c2, cb)
     fine = Level(c0, c1, c2, cb, plane0=s, slabs=slabs)
-    g_in, g_out = fine.zeros(), fine.zeros()
-    layer = [slice(1, -1)] * 3
+
+    def layer(pos):
+        """Dirichlet conductances of the cells of padded layer ``pos`` along ``axis``, sparse
+        (interior cells only: not the ghost planes)."""
+        sl = [slice(1, -1)] * 3
+        sl[axis] = slice(pos, pos + 1)
+        vals = G[lab[tuple(sl)]]
+        nz = list(np.nonzero(vals))
+        g = vals[tuple(nz)]
+        nz = [c + (pos if d == axis else 1) for d, c in enumerate(nz)]
+        return np.ravel_multi_index(nz, lab.shape), g
+
+    none = (np.zeros(0, dtype=np.int64), np.zeros(0))
     if axis == 0:
-        if s == 0:
-            g_in[1] = G[lab[1]]
-        if e == shape[0]:
-            g_out[e - s] = G[lab[e - s]]
+        inlet = layer(1) if s == 0 else none
+        outlet = layer(e - s) if e == shape[0] else none
     else:
-        first, last = list(layer), list(layer)
-        first[axis] = slice(1, 2)
-        last[axis] = slice(shape[axis], shape[axis] + 1)
-        g_in[tuple(first)] = G[lab[tuple(first)]]
-        g_out[tuple(last)] = G[lab[tuple(last)]]
-    g_in[:, :, 0] = g_in[:, :, -1] = g_out[:, :, 0] = g_out[:, :, -1] = 0.0
-    g_in[:, 0] = g_in[:, -1] = g_out[:, 0] = g_out[:, -1] = 0.0
+        inlet, outlet = layer(1), layer(shape[axis])
     # float32 conductances are exact when every table entry is (binary images, unit spacing):
     # then the outer iteration uses them too, otherwise the float64 tables
     exact = np.array_equal(H.astype(np.float32).astype(np.float64), H) and \
@@ -548,7 +552,7 @@ def label_operator(Dv, spanning, axis, spacing, comm, planes):
         def apply(x, y):
             slabs.exchange(x)
             _label_matvec(lab, H, G, axis, shape[axis], s, x, y)
-    return fine, apply, g_in, g_out
+    return fine, apply, inlet, outlet
 
 
 class solver_threads:
