@@ -157,3 +157,30 @@ def test_threads_follow_affinity_and_ranks():
     with t:
         import numba
         assert numba.get_num_threads() == t.n
+
+
+def test_many_distinct_diffusivities_fall_back_to_hypre():
+    """A continuous diffusivity map cannot be label-encoded: solved by hypre, same definition of tau."""
+    rng = np.random.default_rng(11)
+    D = rng.uniform(0.5, 1.5, size=(10, 9, 8))  # 720 distinct values > MAX_LABELS
+    r = tort.solve_direction(D, 0, MPI.COMM_SELF, rtol=1e-11, solver="voxel_mg", prefix="cont_")
+    ref = tort.solve_direction(D, 0, MPI.COMM_SELF, rtol=1e-11, solver="hypre", prefix="contref_")
+    assert r.converged_reason.startswith("converged (hypre")
+    assert r.tau == pytest.approx(ref.tau, rel=1e-10)
+    # a few distinct float values are label-encoded and agree with hypre
+    Dq = np.round(D, 1)
+    a = tort.solve_direction(Dq, 2, MPI.COMM_SELF, rtol=1e-11, solver="voxel_mg", prefix="q_")
+    b = tort.solve_direction(Dq, 2, MPI.COMM_SELF, rtol=1e-11, solver="hypre", prefix="qref_")
+    assert a.converged_reason == "converged (relative residual)"
+    assert a.tau == pytest.approx(b.tau, rel=1e-8)
+
+
+def test_large_label_values_are_renumbered():
+    """Label values up to 1000 (table of 1001 entries, 3 distinct diffusivities) still run on voxel_mg."""
+    Dv = _labels((12, 10, 9), seed=12)
+    big = tort.VoxelDiffusivity(Dv.labels.astype(np.int32) * 500, np.zeros(1001))
+    big.lut[[0, 500, 1000]] = Dv.lut
+    a = tort.solve_direction(big, 0, MPI.COMM_SELF, rtol=1e-11, solver="voxel_mg", prefix="big_")
+    b = tort.solve_direction(Dv, 0, MPI.COMM_SELF, rtol=1e-11, solver="voxel_mg", prefix="small_")
+    assert a.converged_reason == "converged (relative residual)"
+    assert a.tau == pytest.approx(b.tau, rel=1e-12)

@@ -101,8 +101,18 @@ class VoxelDiffusivity:
         return (self.lut > 0)[self.labels]
 
     def labels_lut(self):
-        """(labels, table of diffusivities): D = lut[labels]."""
-        return self.labels, self.lut
+        """(labels, table of diffusivities), D = lut[labels], with at most ``MAX_LABELS`` table
+        entries: large label values are renumbered by distinct diffusivity (once, cached);
+        ValueError if there are more distinct values than that."""
+        if len(self.lut) <= MAX_LABELS:
+            return self.labels, self.lut
+        if not hasattr(self, "_compact"):
+            values, inverse = np.unique(self.lut, return_inverse=True)
+            if len(values) > MAX_LABELS:
+                raise ValueError(f"{len(values)} distinct diffusivities: label-encoded solvers take at most "
+                                 f"{MAX_LABELS}")
+            self._compact = (inverse.astype(np.uint8)[self.labels], values)
+        return self._compact
 
     def mean(self) -> float:
         counts = np.bincount(self.labels.ravel(), minlength=len(self.lut))
@@ -125,13 +135,25 @@ class _ArrayDiffusivity:
 
     def labels_lut(self):
         """The diffusivities as (labels, table of distinct values), for solvers that encode the
-        operator by labels; raises ValueError beyond 65535 distinct values."""
-        if self.D.dtype == np.bool_:
-            return self.D.view(np.uint8), np.array([0.0, 1.0])
-        lut, labels = np.unique(self.D, return_inverse=True)
-        if len(lut) > 65535:
-            raise ValueError(f"{len(lut)} distinct voxel diffusivities: at most 65535 can be label-encoded")
-        return labels.reshape(self.D.shape).astype(np.uint8 if len(lut) <= 255 else np.uint16), lut.astype(np.float64)
+        operator by labels (computed once); raises ValueError beyond ``MAX_LABELS`` values."""
+        if not hasattr(self, "_labels_lut"):
+            if self.D.dtype == np.bool_:
+                self._labels_lut = (self.D.view(np.uint8), np.array([0.0, 1.0]))
+            else:
+                lut, labels = np.unique(self.D, return_inverse=True)
+                if len(lut) > MAX_LABELS:
+                    self._labels_lut = ValueError(f"{len(lut)} distinct voxel diffusivities: label-encoded "
+                                                  f"solvers take at most {MAX_LABELS}")
+                else:
+                    self._labels_lut = (labels.reshape(self.D.shape).astype(np.uint8), lut.astype(np.float64))
+        if isinstance(self._labels_lut, Exception):
+            raise self._labels_lut
+        return self._labels_lut
+
+
+#: most distinct diffusivities :mod:`.voxel_mg` encodes by labels (its conductance tables are
+#: 3 x (n + 1)^2); images with more (e.g. continuous diffusivity maps) are solved with hypre
+MAX_LABELS = 256
 
 
 def as_diffusivity(D):
@@ -545,6 +567,12 @@ def solve_direction(D, axis: int, comm, *, spacing=(1.0, 1.0, 1.0), rtol=1e-8,
         raise ValueError(f"unknown solver {name_!r}: expected one of {', '.join(SOLVERS)}")
     # voxel_mg needs at least one plane per rank and no PETSc options (they select PETSc's KSP)
     use_voxel_mg = name_ == "voxel_mg" and not petsc_given and Dv.shape[0] >= comm.size
+    if use_voxel_mg:
+        try:
+            Dv.labels_lut()
+        except ValueError as e:  # e.g. a continuous diffusivity map
+            log.info("tortuosity %s: %s; solving with hypre instead of voxel_mg", name, e)
+            use_voxel_mg = False
     if name_ == "voxel_mg" and not use_voxel_mg:
         name_ = DEFAULT_SOLVER["pc_type"]
     da = create_dmda(Dv.shape, comm, slabs=use_voxel_mg)

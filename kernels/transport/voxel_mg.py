@@ -508,7 +508,7 @@ def label_operator(Dv, spanning, axis, spacing, comm, planes):
     s, e = planes
     labels, lut = Dv.labels_lut()
     lut0 = np.concatenate([[0.0], np.asarray(lut, dtype=np.float64)])
-    dtype = np.uint8 if len(lut0) <= 256 else np.uint16
+    dtype = np.uint8 if len(lut0) <= 256 else np.uint16  # MAX_LABELS keeps it uint8 in practice
     lab = np.zeros((e - s + 2, shape[1] + 2, shape[2] + 2), dtype=dtype)
     lo, hi = max(s - 1, 0), min(e + 1, shape[0])
     inner = lab[lo - (s - 1):hi - (s - 1), 1:-1, 1:-1]
