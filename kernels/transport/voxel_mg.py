@@ -118,6 +118,14 @@ def _coarse_faces(c0, c1, c2, cb, fac, C0, C1, C2, CB):
 
 
 # ----------------------------------------------------------------------------- stencil kernels
+@numba.njit(cache=True, inline="always", fastmath=True)
+def _neighbour_sum(c0, c1, c2, x, p, j, k):
+    """sum over the six faces of conductance * neighbour value: A x = diag x - this."""
+    return (c0[p - 1, j, k] * x[p - 1, j, k] + c0[p, j, k] * x[p + 1, j, k]
+            + c1[p, j - 1, k] * x[p, j - 1, k] + c1[p, j, k] * x[p, j + 1, k]
+            + c2[p, j, k - 1] * x[p, j, k - 1] + c2[p, j, k] * x[p, j, k + 1])
+
+
 @numba.njit(cache=True, parallel=True, fastmath=True)
 def _matvec(c0, c1, c2, diag, x, y):
     """y = A x on the interior (ghost planes of x must be current)."""
@@ -125,10 +133,7 @@ def _matvec(c0, c1, c2, diag, x, y):
     for p in numba.prange(1, n0 - 1):
         for j in range(1, n1 - 1):
             for k in range(1, n2 - 1):
-                y[p, j, k] = (diag[p, j, k] * x[p, j, k]
-                              - c0[p - 1, j, k] * x[p - 1, j, k] - c0[p, j, k] * x[p + 1, j, k]
-                              - c1[p, j - 1, k] * x[p, j - 1, k] - c1[p, j, k] * x[p, j + 1, k]
-                              - c2[p, j, k - 1] * x[p, j, k - 1] - c2[p, j, k] * x[p, j, k + 1])
+                y[p, j, k] = diag[p, j, k] * x[p, j, k] - _neighbour_sum(c0, c1, c2, x, p, j, k)
 
 
 @numba.njit(cache=True, parallel=True)
@@ -164,9 +169,7 @@ def _gauss_seidel_colour(c0, c1, c2, diag, x, b, colour, plane0):
             k0 = 1 if (plane0 + p + j + 1) % 2 == colour else 2
             for k in range(k0, n2 - 1, 2):
                 d = diag[p, j, k]
-                s = (b[p, j, k] + c0[p - 1, j, k] * x[p - 1, j, k] + c0[p, j, k] * x[p + 1, j, k]
-                     + c1[p, j - 1, k] * x[p, j - 1, k] + c1[p, j, k] * x[p, j + 1, k]
-                     + c2[p, j, k - 1] * x[p, j, k - 1] + c2[p, j, k] * x[p, j, k + 1])
+                s = b[p, j, k] + _neighbour_sum(c0, c1, c2, x, p, j, k)
                 x[p, j, k] = s / (d + (d == 0.0))  # no unknown: s = 0 there
 
 
@@ -183,10 +186,7 @@ def _residual_restrict(c0, c1, c2, diag, x, b, fac, R):
             for j in range(1, m1 - 1):
                 J = (j - 1) // fac[1] + 1
                 for k in range(1, m2 - 1):
-                    r = b[p, j, k] - (diag[p, j, k] * x[p, j, k]
-                                      - c0[p - 1, j, k] * x[p - 1, j, k] - c0[p, j, k] * x[p + 1, j, k]
-                                      - c1[p, j - 1, k] * x[p, j - 1, k] - c1[p, j, k] * x[p, j + 1, k]
-                                      - c2[p, j, k - 1] * x[p, j, k - 1] - c2[p, j, k] * x[p, j, k + 1])
+                    r = b[p, j, k] - diag[p, j, k] * x[p, j, k] + _neighbour_sum(c0, c1, c2, x, p, j, k)
                     R[P, J, (k - 1) // fac[2] + 1] += r
 
 
