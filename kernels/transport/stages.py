@@ -19,7 +19,8 @@ _DIRS = ("x", "y", "z")
 
 @register("tortuosity")
 class Tortuosity(Stage):
-    """Tortuosity factor of one phase (or union of phases) of a voxel image by a PETSc diffusion solve."""
+    """Tortuosity factor of one phase (or union of phases) of a voxel image by a steady diffusion solve
+    (ionscale's voxel multigrid; PETSc's KSP when PETSc options are given)."""
 
     params = {
         "input": Param(OneOf(Ref(), FilePath()), doc="volume output of an earlier stage (image.volume) or an image file"),
