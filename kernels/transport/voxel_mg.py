@@ -16,9 +16,10 @@ coarse spaces can be built geometrically instead:
   solved by two steps of flexible CG preconditioned by the next level's cycle.
 - Smoother: symmetric red-black Gauss-Seidel (red then black before the coarse correction,
   black then red after), so the preconditioner is symmetric; the outer iteration is
-  flexible CG (Polak-Ribiere) because the K-cycle makes the preconditioner nonlinear.
-- The operator is stored as face conductances on the padded grid (3 + the diagonal), the
-  fine level's computed from the voxel diffusivities once. No index arrays, no sparse
+  flexible CG (Notay's FCG(1): each direction A-orthogonalised against the previous one)
+  because the K-cycle makes the preconditioner nonlinear.
+- The operator is stored as float32 face conductances on the padded grid (3 + the
+  diagonal), the fine level's computed once from tables of label-pair conductances. No index arrays, no sparse
   matrices, compiled loops (numba, threads over planes).
 
 Distribution: slabs of whole axis-0 planes, one ghost plane each side, exchanged with
